@@ -1,0 +1,58 @@
+# eemt-cleanup developer and newcomer entry points.
+#   make demo   build a sample EEMT base directory and clean it (dry run, then real)
+#   make test   install into .venv and run the test suite (what CI runs)
+#   make check  ruff + mypy + tests: run before every commit
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_DIR ?= /tmp/eemt-cleanup-demo
+DEMO_CONFIG := $(DEMO_DIR)/cleanup_config.yaml
+
+.PHONY: demo test check lint typecheck format clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/python scripts/make_demo_base.py $(DEMO_DIR) --force
+	$(BIN)/eemt-cleanup config init $(DEMO_CONFIG) --force
+	@echo
+	@echo "== Dry run (from /, as cron would; paths come from $(DEMO_CONFIG)) =="
+	cd / && $(CURDIR)/$(BIN)/eemt-cleanup run --dry-run --config $(DEMO_CONFIG)
+	@echo
+	@echo "== Real run =="
+	cd / && $(CURDIR)/$(BIN)/eemt-cleanup run --config $(DEMO_CONFIG)
+	@echo
+	@echo "== A second run has nothing left to do =="
+	cd / && $(CURDIR)/$(BIN)/eemt-cleanup run --config $(DEMO_CONFIG)
+	@echo
+	$(BIN)/eemt-cleanup status --config $(DEMO_CONFIG)
+	@echo
+	$(BIN)/eemt-cleanup history --config $(DEMO_CONFIG)
+	@echo
+	@echo "The demo base directory is $(DEMO_DIR) (log: $(DEMO_DIR)/logs/cleanup.log)."
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check eemt_cleanup scripts tests
+	$(BIN)/ruff format --check eemt_cleanup scripts tests
+
+typecheck: $(VENV)/.installed
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+format: $(VENV)/.installed
+	$(BIN)/ruff format eemt_cleanup scripts tests
+	$(BIN)/ruff check --fix eemt_cleanup scripts tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

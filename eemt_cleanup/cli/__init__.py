@@ -1,0 +1,46 @@
+"""The ``eemt-cleanup`` command line (Typer). Commands parse, call one core function,
+render, and exit with the documented code."""
+
+from __future__ import annotations
+
+import typer
+
+from eemt_cleanup import __version__
+from eemt_cleanup.cli import info_cmds, run_cmd
+from eemt_cleanup.cli.config_cmd import config_app
+
+app = typer.Typer(
+    name="eemt-cleanup",
+    help="Safe, fast, honest cleanup of EEMT web-interface job data past its retention.",
+    epilog="Start with:  eemt-cleanup run --dry-run    then    eemt-cleanup run\n\n"
+    "Exit codes: 0 ok, 1 something failed, 2 bad input (nothing deleted), 75 locked.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    add_completion=False,
+)
+app.command("run", help=run_cmd.RUN_HELP, epilog=run_cmd.RUN_EPILOG)(run_cmd.run)
+app.command("status", epilog=info_cmds.STATUS_EPILOG)(info_cmds.status)
+app.command("history", epilog=info_cmds.HISTORY_EPILOG)(info_cmds.history)
+app.command("audit", epilog=info_cmds.AUDIT_EPILOG)(info_cmds.audit)
+app.add_typer(config_app, name="config")
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"eemt-cleanup {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Safe, fast, honest cleanup of EEMT web-interface job data past its retention."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

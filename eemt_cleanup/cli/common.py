@@ -1,0 +1,107 @@
+"""What every command shares: the path options, config loading, and error → exit mapping."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from eemt_cleanup.errors import EXIT_PARTIAL, CleanupError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        metavar="PATH",
+        show_default=False,
+        help="Config file (else $EEMT_CLEANUP_CONFIG, ./cleanup_config.yaml, "
+        "/etc/eemt-cleanup/cleanup_config.yaml).",
+    ),
+]
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db-path", metavar="PATH", show_default=False, help="The jobs database (paths.database)."
+    ),
+]
+UploadsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--uploads-dir", metavar="DIR", show_default=False, help="Uploads root (paths.uploads)."
+    ),
+]
+ResultsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--results-dir", metavar="DIR", show_default=False, help="Results root (paths.results)."
+    ),
+]
+TempOption = Annotated[
+    str | None,
+    typer.Option("--temp-dir", metavar="DIR", show_default=False, help="Temp root (paths.temp)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+DebugOption = Annotated[
+    bool, typer.Option("--debug", help="Show a traceback for unexpected errors.")
+]
+
+
+def path_overrides(
+    db_path: str | None, uploads_dir: str | None, results_dir: str | None, temp_dir: str | None
+) -> dict[str, tuple[Any, str]]:
+    """Command-line path flags as config overrides (flag name kept for ``config show``)."""
+    return {
+        "paths.database": (db_path, "--db-path"),
+        "paths.uploads": (uploads_dir, "--uploads-dir"),
+        "paths.results": (results_dir, "--results-dir"),
+        "paths.temp": (temp_dir, "--temp-dir"),
+    }
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    """Print one line on stderr and return the Exit to raise."""
+    print(f"eemt-cleanup: error: {message}", file=sys.stderr)
+    return typer.Exit(code)
+
+
+def handle_errors(debug_arg: str = "debug", json_arg: str | None = None) -> Callable[[F], F]:
+    """Map domain errors to one stderr line and their exit code; never show a traceback
+    unless ``--debug``. With ``--json`` the error is also one JSON object on stdout."""
+
+    def decorate(command: F) -> F:
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return command(*args, **kwargs)
+            except CleanupError as error:
+                if json_arg and kwargs.get(json_arg):
+                    _json_error(str(error))
+                raise fail(str(error), error.exit_code) from None
+            except (typer.Exit, typer.Abort, SystemExit, KeyboardInterrupt):
+                raise
+            except Exception as error:  # noqa: BLE001 - the last line of defence
+                if kwargs.get(debug_arg):
+                    traceback.print_exc()
+                if json_arg and kwargs.get(json_arg):
+                    _json_error(f"unexpected error: {error}")
+                raise fail(
+                    f"unexpected error: {error} (run with --debug for the traceback)", EXIT_PARTIAL
+                ) from None
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def _json_error(message: str) -> None:
+    from eemt_cleanup.report.json_out import dumps
+
+    print(dumps({"success": False, "errors": [message]}))

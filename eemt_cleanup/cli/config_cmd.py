@@ -1,0 +1,140 @@
+"""``config show | validate | init``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from eemt_cleanup.cli.common import (
+    ConfigOption,
+    DbOption,
+    DebugOption,
+    JsonOption,
+    ResultsOption,
+    TempOption,
+    UploadsOption,
+    fail,
+    handle_errors,
+    path_overrides,
+)
+from eemt_cleanup.errors import EXIT_USAGE
+
+config_app = typer.Typer(
+    help="Show, check or write the configuration.",
+    no_args_is_help=True,
+    epilog="Examples:\n\n  eemt-cleanup config show\n\n"
+    "  eemt-cleanup config validate /etc/eemt-cleanup/cleanup_config.yaml\n\n"
+    "  eemt-cleanup config init /srv/eemt/cleanup_config.yaml",
+)
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+@config_app.command(
+    "show",
+    epilog="Examples:\n\n  eemt-cleanup config show\n\n"
+    "  EEMT_FAILED_RETENTION_HOURS=24 eemt-cleanup config show --json",
+)
+@handle_errors(json_arg="json_output")
+def show(
+    config: ConfigOption = None,
+    db_path: DbOption = None,
+    uploads_dir: UploadsOption = None,
+    results_dir: ResultsOption = None,
+    temp_dir: TempOption = None,
+    json_output: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """The effective value of every key and where it came from (default, file, env, flag)."""
+    from eemt_cleanup.cli.info_cmds import _render
+    from eemt_cleanup.config.loader import load_config
+
+    loaded = load_config(
+        config_path=config, overrides=path_overrides(db_path, uploads_dir, results_dir, temp_dir)
+    )
+    values = _flatten(loaded.settings.model_dump())
+    rows = [
+        {"key": key, "value": value, "source": loaded.sources.get(key, "default")}
+        for key, value in values.items()
+    ]
+    if loaded.force_dry_run_source:
+        rows.append(
+            {
+                "key": "dry_run (forced)",
+                "value": loaded.force_dry_run,
+                "source": loaded.force_dry_run_source,
+            }
+        )
+    rows.append(
+        {"key": "config file", "value": str(loaded.config_file or "none"), "source": "discovery"}
+    )
+    _render(rows, "Effective configuration", ["key", "value", "source"], json_output)
+
+
+@config_app.command(
+    "validate",
+    epilog="Examples:\n\n  eemt-cleanup config validate\n\n"
+    "  eemt-cleanup config validate ./cleanup_config.yaml",
+)
+@handle_errors()
+def validate(
+    file: Annotated[
+        Path | None,
+        typer.Argument(
+            show_default=False, help="The file to check (default: the one discovery picks)."
+        ),
+    ] = None,
+    debug: DebugOption = False,
+) -> None:
+    """Check a config file: unknown keys, wrong types, impossible values, unsafe roots.
+    Exit 0 when valid, 2 with one message naming the key otherwise. The environment is
+    not applied, so the file is judged on its own."""
+    from eemt_cleanup.config.loader import find_config_file, load_config
+
+    path, _how = find_config_file(file, os.environ, Path.cwd())
+    if path is None:
+        raise fail("no config file to validate (give a path, or see 'config init')", EXIT_USAGE)
+    loaded = load_config(config_path=path, environ={})
+    print(f"{path}: valid")
+    for key in ("database", "uploads", "results", "temp"):
+        value = getattr(loaded.roots, key)
+        exists = value.is_file() if key == "database" else value.is_dir()
+        if not exists:
+            print(f"warning: paths.{key}: {value} does not exist (yet)")
+
+
+@config_app.command(
+    "init",
+    epilog="Examples:\n\n  eemt-cleanup config init\n\n"
+    "  eemt-cleanup config init /etc/eemt-cleanup/cleanup_config.yaml --force",
+)
+@handle_errors()
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write it.")] = Path("cleanup_config.yaml"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    debug: DebugOption = False,
+) -> None:
+    """Write the documented default config file (every key, with comments)."""
+    from eemt_cleanup.config.template import render_default_config
+
+    if path.exists() and not force:
+        raise fail(f"{path} exists; not overwriting it without --force", EXIT_USAGE)
+    if path.is_dir():
+        raise fail(f"{path} is a directory", EXIT_USAGE)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render_default_config(), encoding="utf-8")
+    except OSError as error:
+        raise fail(f"cannot write {path}: {error.strerror}", EXIT_USAGE) from None
+    print(f"wrote {path}")

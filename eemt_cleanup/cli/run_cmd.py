@@ -1,0 +1,237 @@
+"""``eemt-cleanup run``: the main job."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+
+from eemt_cleanup.cli.common import (
+    ConfigOption,
+    DbOption,
+    DebugOption,
+    JsonOption,
+    ResultsOption,
+    TempOption,
+    UploadsOption,
+    fail,
+    handle_errors,
+    path_overrides,
+)
+from eemt_cleanup.errors import EXIT_USAGE
+
+RUN_HELP = """\
+Clean every job whose data is past retention: delete its results/<id>/ directory,
+results/<id>_results.zip, temp/<id>/ and its upload (unless another job still needs it),
+keep its database row, set data_cleaned_at and write audit rows.
+
+Pending, running and unknown-status jobs are never touched. Nothing outside the
+configured roots is ever deleted, symlinks are never followed, mount points never crossed.
+
+Exit codes: 0 done (or nothing to do), 1 finished but something failed, 2 usage,
+configuration or input error (nothing deleted), 75 another run holds the lock.
+"""
+
+RUN_EPILOG = """\
+Examples:
+
+  eemt-cleanup run --dry-run            # what would go, and how much space it frees
+
+  eemt-cleanup run -c /srv/eemt/cleanup_config.yaml --quiet    # from cron
+
+  eemt-cleanup run --failed-retention 24 --json    # keep failed jobs a day; JSON out
+
+  eemt-cleanup run --job 3f2a... --job 9b1c... -v  # only these jobs (still by policy)
+
+  EEMT_CLEANUP_DRY_RUN=true eemt-cleanup run       # forced dry run
+"""
+
+
+def _overrides(
+    db_path: str | None,
+    uploads_dir: str | None,
+    results_dir: str | None,
+    temp_dir: str | None,
+    success_retention: float | None,
+    failed_retention: float | None,
+    workers: int | None,
+    batch_size: int | None,
+) -> dict[str, tuple[Any, str]]:
+    overrides = path_overrides(db_path, uploads_dir, results_dir, temp_dir)
+    overrides.update(
+        {
+            "retention.successful_jobs.hours": (success_retention, "--success-retention"),
+            "retention.failed_jobs.hours": (failed_retention, "--failed-retention"),
+            "performance.max_workers": (workers, "--workers"),
+            "performance.batch_size": (batch_size, "--batch-size"),
+        }
+    )
+    if workers is not None and workers > 1:
+        overrides["performance.parallel_delete"] = (True, "--workers")
+    return overrides
+
+
+@handle_errors(json_arg="json_output")
+def run(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", "-n", help="Show what would be deleted; change nothing.")
+    ] = False,
+    config: ConfigOption = None,
+    db_path: DbOption = None,
+    uploads_dir: UploadsOption = None,
+    results_dir: ResultsOption = None,
+    temp_dir: TempOption = None,
+    success_retention: Annotated[
+        float | None,
+        typer.Option(
+            "--success-retention",
+            metavar="HOURS",
+            show_default=False,
+            help="Hours to keep successful jobs' data (default 168).",
+        ),
+    ] = None,
+    failed_retention: Annotated[
+        float | None,
+        typer.Option(
+            "--failed-retention",
+            metavar="HOURS",
+            show_default=False,
+            help="Hours to keep failed jobs' data (default 12).",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", metavar="N", show_default=False, help="Deleting threads (default 4)."
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size",
+            metavar="N",
+            show_default=False,
+            help="Jobs marked and audited per transaction (default 100).",
+        ),
+    ] = None,
+    job: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--job",
+            metavar="ID",
+            show_default=False,
+            help="Only this job (repeatable); still subject to the policy.",
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit",
+            metavar="N",
+            min=1,
+            show_default=False,
+            help="Clean at most N jobs, the longest overdue first.",
+        ),
+    ] = None,
+    json_output: JsonOption = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Per-job table and debug lines.")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print nothing unless something failed.")
+    ] = False,
+    debug: DebugOption = False,
+    trigger: Annotated[str, typer.Option("--trigger", hidden=True)] = "cli",
+) -> None:
+    from eemt_cleanup.config.loader import load_config
+    from eemt_cleanup.engine import RunOptions
+
+    if quiet and verbose:
+        raise fail("--quiet and --verbose contradict each other", EXIT_USAGE)
+    loaded = load_config(
+        config_path=config,
+        overrides=_overrides(
+            db_path,
+            uploads_dir,
+            results_dir,
+            temp_dir,
+            success_retention,
+            failed_retention,
+            workers,
+            batch_size,
+        ),
+    )
+    options = RunOptions(
+        dry_run=dry_run or loaded.force_dry_run,
+        job_ids=tuple(job or ()),
+        limit=limit,
+        trigger=trigger,
+    )
+    code = execute(loaded, options, json_output=json_output, verbose=verbose, quiet=quiet)
+    raise typer.Exit(code)
+
+
+def execute(loaded: Any, options: Any, *, json_output: bool, verbose: bool, quiet: bool) -> int:
+    """Run the engine with the right output for this terminal; return the exit code."""
+    from rich.console import Console
+
+    from eemt_cleanup.engine import StopFlag, run_cleanup
+    from eemt_cleanup.report.console import (
+        OutputMode,
+        close_logging,
+        configure_logging,
+        progress_bar,
+        render_report,
+        use_rich,
+    )
+    from eemt_cleanup.report.json_out import dumps, report_to_dict
+
+    settings = loaded.settings
+    mode = OutputMode(
+        rich=use_rich() and not json_output and not quiet,
+        json=json_output,
+        quiet=quiet,
+        verbose=verbose,
+        level=settings.logging.level,
+    )
+    log_file = None if options.dry_run else Path(loaded.roots.logs) / settings.logging.file
+    warning = configure_logging(mode, log_file)
+    if warning and not quiet:
+        print(f"eemt-cleanup: warning: {warning}", file=sys.stderr)
+    stop = StopFlag()
+    previous = _install_signal_handlers(stop)
+    try:
+        if mode.rich:
+            console = Console()
+            with progress_bar(console, options.dry_run) as events:
+                report = run_cleanup(loaded, options, events=events, stop=stop)
+            render_report(console, report, verbose=verbose)
+        else:
+            report = run_cleanup(loaded, options, stop=stop)
+        if json_output:
+            print(dumps(report_to_dict(report)))
+        return report.exit_code
+    finally:
+        _restore_signal_handlers(previous)
+        close_logging()
+
+
+def _install_signal_handlers(stop: Any) -> dict[int, Any]:
+    def request(signal_number: int, _frame: FrameType | None) -> None:
+        if stop.requested:  # a second signal: stop now, the next run completes the work
+            raise SystemExit(128 + signal_number)
+        stop.request(signal_number)
+
+    previous: dict[int, Any] = {}
+    for number in (signal.SIGTERM, signal.SIGINT):
+        previous[number] = signal.signal(number, request)
+    return previous
+
+
+def _restore_signal_handlers(previous: dict[int, Any]) -> None:
+    for number, handler in previous.items():
+        signal.signal(number, handler)

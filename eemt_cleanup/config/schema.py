@@ -1,0 +1,282 @@
+"""The one declaration of the configuration.
+
+These pydantic models drive validation (error messages name the key path), ``config init``
+(the documented default file is generated from the field descriptions) and ``config show``.
+Every model forbids unknown keys and uses strict scalar types, so ``hours: "12"`` or a
+misspelt key is an error that names the key rather than a silent default.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
+
+from eemt_cleanup.timeparse import resolve_zone
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_MAX_HOURS = 24 * 365 * 100
+
+Hours = Annotated[float, Field(ge=0, le=_MAX_HOURS, allow_inf_nan=False, strict=True)]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, values are not coerced."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
+
+
+def _single_component(name: str) -> str:
+    if not name or name in (".", "..") or "/" in name or "\0" in name:
+        raise ValueError(f"must be a plain file name, got {name!r}")
+    return name
+
+
+class SuccessfulRetention(Section):
+    hours: Hours = Field(
+        168,
+        description="Hours after completed_at before a successful job's data goes (168 = 7 days).",
+    )
+    keep_metadata: StrictBool = Field(
+        True,
+        description="Keep the job's row in the database after its data is gone (false deletes the row; the audit row remains).",
+    )
+    keep_logs: StrictBool = Field(
+        False,
+        description="Keep the log files (retention.log_files) inside results/<id>/ of successful jobs.",
+    )
+
+
+class FailedRetention(Section):
+    hours: Hours = Field(
+        12, description="Hours after completed_at before a failed (or cancelled) job's data goes."
+    )
+    keep_metadata: StrictBool = Field(
+        True, description="Keep the job's row in the database after its data is gone."
+    )
+    keep_error_logs: StrictBool = Field(
+        True,
+        description="Keep the log files (retention.log_files) inside results/<id>/ of failed jobs, for post-mortems.",
+    )
+
+
+class Retention(Section):
+    successful_jobs: SuccessfulRetention = Field(
+        default_factory=SuccessfulRetention,
+        description="Jobs whose status is one of jobs.statuses.successful.",
+    )
+    failed_jobs: FailedRetention = Field(
+        default_factory=FailedRetention,
+        description="Jobs whose status is one of jobs.statuses.failed.",
+    )
+    log_files: list[StrictStr] = Field(
+        default_factory=lambda: ["workflow.log", "task_output.log", "sys.err", "container.log"],
+        description="Names of the log files directly inside results/<id>/ that keep_logs / keep_error_logs preserve.",
+    )
+
+    _check_log_files = field_validator("log_files")(
+        lambda names: [_single_component(n) for n in names]
+    )
+
+
+class Schedule(Section):
+    enabled: StrictBool = Field(
+        True,
+        description="Whether scheduled runs (the schedule/daemon commands of later releases) are on.",
+    )
+    cron: StrictStr = Field(
+        "0 2 * * *",
+        description="Five-field cron expression for scheduled runs (minute hour day month weekday).",
+    )
+
+    @field_validator("cron")
+    @classmethod
+    def _five_fields(cls, value: str) -> str:
+        fields = value.strip().strip("'\"").split()
+        if len(fields) != 5:
+            raise ValueError(f"must be a five-field cron expression, got {value!r}")
+        return " ".join(fields)
+
+
+class Paths(Section):
+    database: StrictStr = Field("./jobs.db", description="The web interface's SQLite database.")
+    uploads: StrictStr = Field(
+        "./uploads", description="Root of uploaded DEMs (uploads/<uuid>_<name>.tif)."
+    )
+    results: StrictStr = Field(
+        "./results", description="Root of job outputs (results/<id>/ and results/<id>_results.zip)."
+    )
+    temp: StrictStr = Field("./temp", description="Root of job working files (temp/<id>/).")
+    logs: StrictStr = Field(
+        "./logs", description="Where cleanup.log is written (created if missing)."
+    )
+
+
+class Performance(Section):
+    batch_size: StrictInt = Field(
+        100,
+        ge=1,
+        le=100_000,
+        description="Jobs per batch: marks and audit rows are committed once per batch.",
+    )
+    parallel_delete: StrictBool = Field(
+        True, description="Delete with several worker threads (false = one)."
+    )
+    max_workers: StrictInt = Field(
+        4, ge=1, le=256, description="Worker threads when parallel_delete is true."
+    )
+
+
+class EmailNotifications(Section):
+    enabled: StrictBool = Field(
+        False,
+        description="Send a report by e-mail after each run (delivered by a later release; accepted and validated now).",
+    )
+    smtp_server: StrictStr = Field("localhost", description="SMTP host.")
+    recipients: list[StrictStr] = Field(default_factory=list, description="Addresses to send to.")
+
+
+class SlackNotifications(Section):
+    enabled: StrictBool = Field(
+        False,
+        description="Post a report to Slack after each run (delivered by a later release; accepted and validated now).",
+    )
+    webhook_url: StrictStr = Field("", description="Incoming-webhook URL.")
+
+
+class Notifications(Section):
+    email: EmailNotifications = Field(
+        default_factory=EmailNotifications, description="E-mail reports."
+    )
+    slack: SlackNotifications = Field(
+        default_factory=SlackNotifications, description="Slack reports."
+    )
+
+
+class Statuses(Section):
+    successful: list[StrictStr] = Field(
+        default_factory=lambda: ["completed"],
+        description="Statuses cleaned under retention.successful_jobs.",
+    )
+    failed: list[StrictStr] = Field(
+        default_factory=lambda: ["failed"],
+        description="Statuses cleaned under retention.failed_jobs (cancelled jobs are stored as failed).",
+    )
+    active: list[StrictStr] = Field(
+        default_factory=lambda: ["pending", "running"],
+        description="Statuses never touched. Any status in none of the three lists is never touched and is reported as unknown.",
+    )
+
+
+class Columns(Section):
+    id: StrictStr = Field(
+        "id", description="Column holding the job id (names results/<id>/ and temp/<id>/)."
+    )
+    status: StrictStr = Field("status", description="Column holding the job status.")
+    created_at: StrictStr = Field("created_at", description="Column holding the creation time.")
+    started_at: StrictStr = Field("started_at", description="Column holding the start time.")
+    completed_at: StrictStr = Field(
+        "completed_at", description="Column holding the completion time (age is measured from it)."
+    )
+    dem_filename: StrictStr = Field(
+        "dem_filename", description="Column holding the upload's file name inside uploads/."
+    )
+
+    @field_validator("*")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not _IDENTIFIER.match(value):
+            raise ValueError(f"must be a plain SQL identifier, got {value!r}")
+        return value
+
+
+class Jobs(Section):
+    table: StrictStr = Field("jobs", description="Name of the jobs table.")
+    timezone: StrictStr = Field(
+        "local",
+        description="Zone of naive started_at/completed_at values ('local' = this machine's zone, or a name such as 'UTC', 'Europe/Berlin').",
+    )
+    created_at_timezone: StrictStr = Field(
+        "UTC", description="Zone of naive created_at values (SQLite's CURRENT_TIMESTAMP is UTC)."
+    )
+    statuses: Statuses = Field(
+        default_factory=Statuses, description="Which status values mean what."
+    )
+    columns: Columns = Field(
+        default_factory=Columns,
+        description="Column names, for job systems with the same shape but other names.",
+    )
+
+    @field_validator("table")
+    @classmethod
+    def _table_identifier(cls, value: str) -> str:
+        if not _IDENTIFIER.match(value):
+            raise ValueError(f"must be a plain SQL identifier, got {value!r}")
+        return value
+
+    @field_validator("timezone", "created_at_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        resolve_zone(value)
+        return value
+
+
+class Logging(Section):
+    level: LogLevel = Field(
+        "INFO",
+        description="DEBUG, INFO, WARNING, ERROR or CRITICAL: for the log file and plain output.",
+    )
+    file: StrictStr = Field(
+        "cleanup.log",
+        description="Log file name inside paths.logs (reopened when logrotate moves it).",
+    )
+
+    _check_file = field_validator("file")(lambda name: _single_component(name))
+
+
+class Settings(Section):
+    """The whole configuration."""
+
+    retention: Retention = Field(
+        default_factory=Retention, description="How long job data is kept, by job status."
+    )
+    schedule: Schedule = Field(default_factory=Schedule, description="When scheduled runs happen.")
+    paths: Paths = Field(
+        default_factory=Paths,
+        description="Where the data lives. Relative paths in this file resolve against this file's directory.",
+    )
+    performance: Performance = Field(
+        default_factory=Performance, description="Parallelism and batching."
+    )
+    notifications: Notifications = Field(
+        default_factory=Notifications, description="Reports after a run."
+    )
+    jobs: Jobs = Field(
+        default_factory=Jobs, description="The jobs table: name, statuses, columns and time zones."
+    )
+    logging: Logging = Field(default_factory=Logging, description="Logging.")
+
+    @field_validator("jobs")
+    @classmethod
+    def _disjoint_statuses(cls, jobs: Jobs) -> Jobs:
+        groups = {
+            "successful": jobs.statuses.successful,
+            "failed": jobs.statuses.failed,
+            "active": jobs.statuses.active,
+        }
+        seen: dict[str, str] = {}
+        for group, names in groups.items():
+            for name in names:
+                if name in seen:
+                    raise ValueError(
+                        f"status {name!r} is in both statuses.{seen[name]} and statuses.{group}"
+                    )
+                seen[name] = group
+        return jobs
+
+
+def default_tree() -> dict[str, Any]:
+    """The built-in defaults as a nested dict."""
+    return Settings().model_dump()

@@ -1,0 +1,748 @@
+"""One run: lock → plan → delete in batches → mark → audit → summary.
+
+The CLI, the compatibility script and every later caller (daemon, HTTP API) run cleanups
+through :func:`run_cleanup`; they only differ in how they render the :class:`RunReport`.
+"""
+
+from __future__ import annotations
+
+import getpass
+import heapq
+import logging
+import os
+import resource
+import socket
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from eemt_cleanup.config.loader import LoadedConfig
+from eemt_cleanup.errors import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    ConfigError,
+    DatabaseError,
+)
+from eemt_cleanup.fs.remove import Remover, mount_points_under
+from eemt_cleanup.humanize_size import human_size
+from eemt_cleanup.lock import RunLock, lock_path_for
+from eemt_cleanup.policy import (
+    FAILED,
+    SUCCESSFUL,
+    Artifact,
+    Decision,
+    Policy,
+    Verdict,
+    decide,
+    display_value,
+)
+from eemt_cleanup.policy import upload_blocker as policy_upload_blocker
+from eemt_cleanup.store import audit as audit_store
+from eemt_cleanup.store.audit import AuditRow, JobMark
+from eemt_cleanup.store.db import JobRow, JobStore, connect
+from eemt_cleanup.store.migrations import migrate
+from eemt_cleanup.timeparse import format_utc, utc_now
+
+log = logging.getLogger("eemt_cleanup")
+
+PLAN_CHUNK_MINIMUM = 1000
+ROOT_KEYS = ("uploads", "results", "temp")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What one run is asked to do, beyond the configuration."""
+
+    dry_run: bool = False
+    job_ids: tuple[str, ...] = ()
+    limit: int | None = None
+    size_threshold: int | None = None
+    trigger: str = "cli"
+
+
+@dataclass
+class JobResult:
+    """What happened (or, in a dry run, would happen) to one due job."""
+
+    job_id: str
+    status: str
+    kind: str
+    age_days: float | None
+    paths: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    bytes_freed: int = 0
+    files_deleted: int = 0
+    cleaned: bool = False
+    audit: list[AuditRow] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A job (or one of its paths) left alone, and why."""
+
+    job_id: str
+    reason: str
+    status: str | None = None
+    path: str | None = None
+    needs_attention: bool = False
+
+
+@dataclass
+class RunReport:
+    """The whole run, for tables, JSON, the run log and exit codes."""
+
+    run_id: str
+    dry_run: bool
+    started_at: datetime
+    finished_at: datetime | None = None
+    jobs: list[JobResult] = field(default_factory=list)
+    skipped: list[Skip] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    retained: int = 0
+    next_due_at: datetime | None = None
+    stopped_by: int | None = None
+    exit_code: int = EXIT_OK
+
+    def cleaned(self, kind: str) -> int:
+        return sum(1 for job in self.jobs if job.cleaned and job.kind == kind)
+
+    @property
+    def bytes_freed(self) -> int:
+        return sum(job.bytes_freed for job in self.jobs)
+
+    @property
+    def files_deleted(self) -> int:
+        return sum(job.files_deleted for job in self.jobs)
+
+    @property
+    def failed_jobs(self) -> int:
+        return sum(1 for job in self.jobs if job.errors)
+
+
+class RunEvents(Protocol):
+    """Progress callbacks (called from the engine's thread)."""
+
+    def planned(self, total: int) -> None: ...
+
+    def job_done(self, result: JobResult) -> None: ...
+
+
+class _NoEvents:
+    def planned(self, total: int) -> None:
+        return None
+
+    def job_done(self, result: JobResult) -> None:
+        return None
+
+
+class StopFlag:
+    """Set by a signal handler: finish the jobs under way, write the books, stop."""
+
+    def __init__(self) -> None:
+        self.signal_number: int | None = None
+
+    def request(self, signal_number: int) -> None:
+        self.signal_number = signal_number
+
+    @property
+    def requested(self) -> bool:
+        return self.signal_number is not None
+
+
+@dataclass
+class _JobWork:
+    """One job's work on a worker thread: its result, skips and log lines, handed back to
+    the engine's thread in plan order."""
+
+    decision: Decision
+    result: JobResult | None = None
+    skips: list[Skip] = field(default_factory=list)
+    lines: list[tuple[int, str]] = field(default_factory=list)
+
+    def say(self, level: int, message: str) -> None:
+        self.lines.append((level, message))
+
+    def skip(
+        self,
+        reason: str,
+        *,
+        attention: bool = False,
+        path: str | None = None,
+        level: int | None = None,
+    ) -> None:
+        self.skips.append(Skip(self.decision.job_id, reason, self.decision.status, path, attention))
+        if level is None:
+            level = logging.ERROR if attention else logging.WARNING
+        where = f" {path}" if path else ""
+        self.say(level, f"Skipped job {self.decision.job_id}{where}: {reason}")
+
+
+def run_cleanup(
+    config: LoadedConfig,
+    options: RunOptions,
+    *,
+    events: RunEvents | None = None,
+    stop: StopFlag | None = None,
+    now: datetime | None = None,
+) -> RunReport:
+    """Run one cleanup. Raises ConfigError/DatabaseError (nothing deleted) or LockedError."""
+    engine = _Engine(config, options, events or _NoEvents(), stop or StopFlag(), now)
+    return engine.run()
+
+
+def check_roots(config: LoadedConfig) -> dict[str, Path]:
+    """The three deletion roots, which must exist as directories (raises ConfigError)."""
+    roots = {key: getattr(config.roots, key) for key in ROOT_KEYS}
+    for key, path in roots.items():
+        if not path.is_dir():
+            raise ConfigError(
+                f"paths.{key}: not an existing directory: {path} "
+                f"(from {config.sources.get('paths.' + key, 'default')})"
+            )
+    return roots
+
+
+def _raise_fd_limit() -> None:
+    # One descriptor is held per directory level being walked; deep trees need many.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            log.debug("could not raise the open-file limit above %s", soft)
+
+
+class _Engine:
+    def __init__(
+        self,
+        config: LoadedConfig,
+        options: RunOptions,
+        events: RunEvents,
+        stop: StopFlag,
+        now: datetime | None,
+    ) -> None:
+        self.config = config
+        self.settings = config.settings
+        self.options = options
+        self.dry_run = options.dry_run or config.force_dry_run
+        self.events = events
+        self.stop = stop
+        self.now = now or utc_now()
+        self.policy = Policy.from_settings(self.settings)
+        self.report = RunReport(
+            run_id=str(uuid.uuid4()), dry_run=self.dry_run, started_at=utc_now()
+        )
+        self.user = _current_user()
+        self.selected: set[str] | None = None
+        self._claimed_uploads: set[str] = set()
+        self._claim_lock = threading.Lock()
+        self._pending_audit: list[AuditRow] = []
+        self.root_fds: dict[str, int] = {}
+
+    # -- the run -----------------------------------------------------------------------
+
+    def run(self) -> RunReport:
+        roots = check_roots(self.config)
+        database = self.config.roots.database
+        conn = connect(database, readonly=self.dry_run)
+        try:
+            store = JobStore(conn, database, self.settings.jobs)
+            if self.dry_run:
+                return self._run_unlocked(store, roots)
+            holder = {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "user": self.user,
+                "started_at": format_utc(self.report.started_at),
+                "run_id": self.report.run_id,
+            }
+            with RunLock(lock_path_for(database), holder):
+                self._migrate(conn, store)
+                store = JobStore(conn, database, self.settings.jobs)
+                return self._run_unlocked(store, roots)
+        finally:
+            conn.close()
+
+    def _migrate(self, conn: sqlite3.Connection, store: JobStore) -> None:
+        columns = self.settings.jobs.columns
+        try:
+            migrate(conn, self.settings.jobs.table, columns.status, columns.dem_filename)
+        except sqlite3.DatabaseError as error:
+            raise DatabaseError(
+                f"{store.path}: cannot add our columns and tables: {error}"
+            ) from None
+
+    def _run_unlocked(self, store: JobStore, roots: dict[str, Path]) -> RunReport:
+        _raise_fd_limit()
+        self._open_roots(roots)
+        remover = Remover(
+            dry_run=self.dry_run,
+            protected=self._protected(roots),
+            mount_points=mount_points_under(roots.values()),
+        )
+        try:
+            self._start_log(store)
+            self._log_start()
+            self._process(store, remover)
+        finally:
+            for fd in self.root_fds.values():
+                os.close(fd)
+            store.close()
+        return self._finish(store)
+
+    def _open_roots(self, roots: dict[str, Path]) -> None:
+        for key, path in roots.items():
+            self.root_fds[key] = os.open(
+                path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+            )
+
+    def _protected(self, roots: dict[str, Path]) -> set[tuple[int, int]]:
+        paths: list[Path] = [
+            *roots.values(),
+            self.config.roots.database,
+            self.config.roots.database.parent,
+            self.config.roots.logs,
+            lock_path_for(self.config.roots.database),
+        ]
+        if self.config.config_file is not None:
+            paths.append(self.config.config_file)
+        protected = set()
+        for path in paths:
+            try:
+                info = os.stat(path)
+            except OSError:
+                continue
+            protected.add((info.st_dev, info.st_ino))
+        return protected
+
+    def _start_log(self, store: JobStore) -> None:
+        if self.dry_run:
+            return
+        audit_store.start_run(
+            store.conn,
+            run_id=self.report.run_id,
+            started_at=format_utc(self.report.started_at),
+            trigger=self.options.trigger,
+            user=self.user,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            dry_run=False,
+        )
+
+    def _log_start(self) -> None:
+        prefix = "[DRY RUN] " if self.dry_run else ""
+        log.info(
+            "%sStarting job cleanup (run %s, successful after %sh, failed after %sh)",
+            prefix,
+            self.report.run_id,
+            _hours(self.policy.successful_hours),
+            _hours(self.policy.failed_hours),
+        )
+
+    # -- planning ----------------------------------------------------------------------
+
+    def _candidates(self, store: JobStore) -> Iterator[Decision]:
+        """Every decision worth acting on or reporting, streamed."""
+        if self.options.job_ids:
+            yield from self._selected_jobs(store)
+            return
+        terminal = sorted(self.policy.successful_statuses | self.policy.failed_statuses)
+        for row in store.iter_unclean(terminal):
+            yield decide(row, self.policy, self.now)
+        for row in store.iter_unknown(self.policy.known_statuses):
+            yield decide(row, self.policy, self.now)
+
+    def _selected_jobs(self, store: JobStore) -> Iterator[Decision]:
+        rows = []
+        for job_id in dict.fromkeys(self.options.job_ids):
+            found = store.by_id(job_id)
+            if not found:
+                raise DatabaseError(f"--job {job_id}: no such job in {store.path}")
+            rows.extend(found)
+        self.selected = {str(row.job_id) for row in rows}
+        for row in rows:
+            decision = decide(row, self.policy, self.now)
+            if decision.verdict in (
+                Verdict.DUE,
+                Verdict.REFUSED,
+                Verdict.UNKNOWN_AGE,
+                Verdict.UNKNOWN_STATUS,
+            ):
+                yield decision
+            else:
+                self._skip(decision, decision.reason or decision.verdict.value)
+
+    def _due_chunks(self, store: JobStore) -> Iterator[list[Decision]]:
+        """Due decisions in chunks (oldest first within a chunk; the N oldest with --limit)."""
+        chunk_size = max(PLAN_CHUNK_MINIMUM, 10 * self.settings.performance.batch_size)
+        due = (d for d in map(self._triage, self._candidates(store)) if d is not None)
+        if self.options.limit is not None:
+            chosen = heapq.nsmallest(self.options.limit, due, key=_due_order)
+            self.selected = {str(d.row.job_id) for d in chosen}
+            yield chosen
+            return
+        chunk: list[Decision] = []
+        for decision in due:
+            chunk.append(decision)
+            if len(chunk) >= chunk_size:
+                yield sorted(chunk, key=_due_order)
+                chunk = []
+        if chunk:
+            yield sorted(chunk, key=_due_order)
+
+    def _triage(self, decision: Decision) -> Decision | None:
+        """Keep due jobs; account for or report every other one."""
+        verdict = decision.verdict
+        if verdict is Verdict.DUE:
+            return decision
+        if verdict is Verdict.RETAINED:
+            self.report.retained += 1
+            if decision.due_at is not None and (
+                self.report.next_due_at is None or decision.due_at < self.report.next_due_at
+            ):
+                self.report.next_due_at = decision.due_at
+        elif verdict is Verdict.REFUSED:
+            self._skip(decision, decision.reason or "refused", attention=True)
+            self._pending_audit.append(
+                AuditRow(decision.job_id, "refused", None, error=decision.reason)
+            )
+        elif verdict in (Verdict.UNKNOWN_AGE, Verdict.UNKNOWN_STATUS):
+            self._skip(decision, decision.reason or verdict.value)
+        return None
+
+    def _skip(
+        self, decision: Decision, reason: str, *, attention: bool = False, path: str | None = None
+    ) -> None:
+        self.report.skipped.append(Skip(decision.job_id, reason, decision.status, path, attention))
+        level = logging.ERROR if attention else logging.WARNING
+        where = f" {path}" if path else ""
+        log.log(level, "Skipped job %s%s: %s", decision.job_id, where, reason)
+
+    # -- processing --------------------------------------------------------------------
+
+    def _process(self, store: JobStore, remover: Remover) -> None:
+        workers = self.settings.performance.max_workers
+        if not self.settings.performance.parallel_delete:
+            workers = 1
+        planned = 0
+        batch_size = self.settings.performance.batch_size
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="eemt-clean") as pool:
+            for chunk in self._due_chunks(store):
+                planned += len(chunk)
+                self.events.planned(planned)
+                for start in range(0, len(chunk), batch_size):
+                    if self.stop.requested:
+                        break
+                    self._run_batch(pool, store, remover, chunk[start : start + batch_size])
+                if self.stop.requested:
+                    break
+        if self._pending_audit:
+            self._write_batch(store, [])
+
+    def _run_batch(
+        self, pool: ThreadPoolExecutor, store: JobStore, remover: Remover, batch: list[Decision]
+    ) -> None:
+        futures: list[Future[_JobWork]] = [
+            pool.submit(self._clean_job, store, remover, decision) for decision in batch
+        ]
+        results = []
+        # Collected in plan order, so output and audit order do not depend on thread timing.
+        for future in futures:
+            work = future.result()
+            for level, message in work.lines:
+                log.log(level, message)
+            self.report.skipped.extend(work.skips)
+            if work.result is not None:
+                results.append(work.result)
+                self.report.errors.extend(
+                    f"job {work.result.job_id}: {error}" for error in work.result.errors
+                )
+                self.events.job_done(work.result)
+        self.report.jobs.extend(results)
+        self._write_batch(store, results)
+
+    def _write_batch(self, store: JobStore, results: list[JobResult]) -> None:
+        if self.dry_run:
+            self._pending_audit.clear()
+            return
+        marks = [
+            JobMark(
+                job_id=result.job_id,
+                data_size_bytes=result.bytes_freed,
+                keep_metadata=self._keep_metadata(result),
+            )
+            for result in results
+            if result.cleaned
+        ]
+        rows = self._pending_audit + [row for result in results for row in result.audit]
+        self._pending_audit = []
+        audit_store.write_batch(
+            store.conn,
+            self.settings.jobs,
+            marks,
+            rows,
+            run_id=self.report.run_id,
+            user=self.user,
+            timestamp=format_utc(utc_now()),
+        )
+
+    def _keep_metadata(self, result: JobResult) -> bool:
+        if result.kind == SUCCESSFUL:
+            return self.policy.keep_metadata_successful
+        return self.policy.keep_metadata_failed
+
+    def _clean_job(self, store: JobStore, remover: Remover, decision: Decision) -> _JobWork:
+        """Clean one job (runs on a worker thread; never raises for one job's trouble)."""
+        work = _JobWork(decision)
+        if self.stop.requested:
+            return work
+        try:
+            self._clean_job_unguarded(store, remover, work)
+        except Exception as error:
+            log.debug("Job %s: unexpected error", decision.job_id, exc_info=True)
+            result = work.result or JobResult(
+                decision.job_id, decision.status, decision.kind or FAILED, decision.age_days
+            )
+            result.errors.append(f"unexpected error: {error}")
+            result.audit.append(AuditRow(decision.job_id, "error", None, error=str(error)))
+            result.cleaned = False
+            work.result = result
+            work.say(logging.ERROR, f"Job {decision.job_id}: unexpected error: {error}")
+        return work
+
+    def _clean_job_unguarded(self, store: JobStore, remover: Remover, work: _JobWork) -> None:
+        decision = work.decision
+        if not self.dry_run:
+            fresh = self._recheck(store, work)
+            if fresh is None:
+                return
+            decision = work.decision = fresh
+        if self._too_large(remover, work):
+            return
+        result = JobResult(
+            decision.job_id, decision.status, decision.kind or FAILED, decision.age_days
+        )
+        work.result = result
+        if self.dry_run:
+            work.say(
+                logging.INFO,
+                f"[DRY RUN] Would clean job {decision.job_id} (status: "
+                f"{decision.status}, age: {decision.age_days} days)",
+            )
+        else:
+            work.say(
+                logging.INFO,
+                f"Cleaning job {decision.job_id} ({decision.status}, {decision.age_days} days old)",
+            )
+        for artifact in decision.artifacts:
+            if artifact.root == "uploads" and not self._may_delete_upload(store, work, artifact):
+                continue
+            self._apply(remover, artifact, work)
+        if decision.upload_refused:
+            path = f"uploads/{display_value(decision.row.dem_filename)}"
+            result.errors.append(f"{path}: {decision.upload_refused}")
+            result.audit.append(
+                AuditRow(decision.job_id, "refused", path, error=decision.upload_refused)
+            )
+            work.skip(decision.upload_refused, attention=True, path=path)
+        result.cleaned = not result.errors
+
+    def _recheck(self, store: JobStore, work: _JobWork) -> Decision | None:
+        """Read the row again right before touching the job's data; None to leave it."""
+        row = store.reread(work.decision.row)
+        if row is None:
+            work.skip("row disappeared since planning")
+            return None
+        fresh = decide(row, self.policy, self.now)
+        if fresh.verdict is not Verdict.DUE:
+            why = fresh.reason or fresh.verdict.value
+            if fresh.verdict is Verdict.CLEANED:
+                why = "cleaned by someone else since planning"
+            elif row.status != work.decision.row.status:
+                why = f"status changed to {fresh.status} since planning"
+            work.skip(why)
+            return None
+        return fresh
+
+    def _too_large(self, remover: Remover, work: _JobWork) -> bool:
+        threshold = self.options.size_threshold
+        if threshold is None:
+            return False
+        measure = Remover(
+            dry_run=True, protected=remover.protected, mount_points=remover.mount_points
+        )
+        size = sum(
+            measure.remove(self.root_fds[a.root], a.name, a.display, a.keep).bytes_freed
+            for a in work.decision.artifacts
+        )
+        if size <= threshold:
+            return False
+        work.skip(
+            f"deferred: {human_size(size)} is larger than the size threshold "
+            f"{human_size(threshold)}"
+        )
+        return True
+
+    def _may_delete_upload(self, store: JobStore, work: _JobWork, artifact: Artifact) -> bool:
+        decision = work.decision
+        blocker = policy_upload_blocker(
+            decision.row.job_id,
+            store.references(decision.row.dem_filename),
+            self.policy,
+            self.now,
+            self._in_run,
+        )
+        with self._claim_lock:
+            if blocker is None and artifact.name in self._claimed_uploads:
+                return False  # another job of this run has it in hand
+            if blocker is None:
+                self._claimed_uploads.add(artifact.name)
+                return True
+        assert work.result is not None
+        work.result.kept.append(artifact.display)
+        work.result.audit.append(
+            AuditRow(decision.job_id, "kept_upload", artifact.display, error=blocker)
+        )
+        work.skip(blocker, path=artifact.display, level=logging.INFO)
+        return False
+
+    def _in_run(self, row: JobRow) -> bool:
+        return self.selected is None or str(row.job_id) in self.selected
+
+    def _apply(self, remover: Remover, artifact: Artifact, work: _JobWork) -> None:
+        result = work.result
+        assert result is not None
+        tally = remover.remove(
+            self.root_fds[artifact.root], artifact.name, artifact.display, artifact.keep
+        )
+        if not tally.existed:
+            return
+        result.paths.append(artifact.display)
+        result.kept.extend(tally.kept)
+        result.errors.extend(tally.errors)
+        result.bytes_freed += tally.bytes_freed
+        result.files_deleted += tally.files_deleted
+        action = artifact.action if tally.complete else "error"
+        result.audit.append(
+            AuditRow(
+                result.job_id,
+                action,
+                artifact.display,
+                tally.bytes_freed,
+                tally.files_deleted,
+                "; ".join(tally.errors) or None,
+            )
+        )
+        if tally.kept:
+            result.audit.append(
+                AuditRow(result.job_id, "kept_logs", artifact.display, error=", ".join(tally.kept))
+            )
+        size = human_size(tally.bytes_freed)
+        if self.dry_run:
+            work.say(logging.INFO, f"[DRY RUN] Would delete: {tally.display} ({size})")
+        elif tally.complete:
+            work.say(logging.INFO, f"Deleted {tally.display} ({size}, {tally.files_deleted} files)")
+        for error in tally.errors:
+            work.say(logging.ERROR, f"Job {result.job_id}: could not delete {error}")
+        for kept in tally.kept:
+            work.say(logging.DEBUG, f"Kept {kept}")
+
+    # -- the end -----------------------------------------------------------------------
+
+    def _finish(self, store: JobStore) -> RunReport:
+        report = self.report
+        report.finished_at = utc_now()
+        attention = any(skip.needs_attention for skip in report.skipped)
+        report.exit_code = EXIT_PARTIAL if report.errors or attention else EXIT_OK
+        if self.stop.signal_number is not None:
+            report.stopped_by = self.stop.signal_number
+            report.exit_code = EXIT_SIGINT if self.stop.signal_number == 2 else EXIT_SIGTERM
+        _log_summary(report)
+        if not self.dry_run:
+            audit_store.finish_run(
+                store.conn,
+                run_id=report.run_id,
+                finished_at=format_utc(report.finished_at),
+                jobs_successful=report.cleaned(SUCCESSFUL),
+                jobs_failed=report.cleaned(FAILED),
+                bytes_freed=report.bytes_freed,
+                files_deleted=report.files_deleted,
+                errors=len(report.errors),
+                exit_code=report.exit_code,
+            )
+        return report
+
+
+def _due_order(decision: Decision) -> tuple[datetime, int]:
+    assert decision.due_at is not None
+    return decision.due_at, decision.row.rowid
+
+
+def _hours(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _log_summary(report: RunReport) -> None:
+    if report.dry_run:
+        cleaned = sum(1 for job in report.jobs if job.cleaned)
+        log.info(
+            "[DRY RUN] Summary: Would clean %d jobs, freeing ~%s",
+            cleaned,
+            human_size(report.bytes_freed),
+        )
+        return
+    log.info(
+        "Cleanup summary: %d successful, %d failed, %s freed",
+        report.cleaned(SUCCESSFUL),
+        report.cleaned(FAILED),
+        human_size(report.bytes_freed),
+    )
+    if report.stopped_by is not None:
+        log.warning(
+            "Cleanup stopped by signal %d; the rest is left for the next run", report.stopped_by
+        )
+    elif report.exit_code == EXIT_OK:
+        log.info("Cleanup completed successfully")
+    else:
+        log.error(
+            "Cleanup finished with %d errors",
+            len(report.errors) + sum(1 for s in report.skipped if s.needs_attention),
+        )
+
+
+def _current_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
+
+
+def iter_decisions(
+    store: JobStore, policy: Policy, now: datetime, statuses: Iterable[str]
+) -> Iterator[Decision]:
+    """Decisions for every not-yet-cleaned job with one of ``statuses`` (for ``status``)."""
+    for row in store.iter_unclean(sorted(statuses)):
+        yield decide(row, policy, now)
+
+
+__all__ = [
+    "JobResult",
+    "RunEvents",
+    "RunOptions",
+    "RunReport",
+    "Skip",
+    "StopFlag",
+    "check_roots",
+    "iter_decisions",
+    "run_cleanup",
+]

@@ -1,0 +1,1 @@
+"""Safe, file-descriptor based deletion and size accounting."""

@@ -1,0 +1,366 @@
+"""Delete (or measure) one direct child of a root, on directory file descriptors.
+
+Rules (SPEC §7) this module enforces:
+- every operation is relative to an open directory fd (``openat``/``unlinkat`` style) and
+  directories are opened with ``O_NOFOLLOW``, so a path swapped for a symlink mid-run cannot
+  redirect us; a symlink is unlinked as a link, its target never entered;
+- mount points (another ``st_dev``, or a mount listed in ``/proc/self/mountinfo`` at start,
+  which also catches same-filesystem bind mounts) are never entered;
+- FIFOs, sockets and devices are unlinked without being opened;
+- the walk is iterative (no recursion limit) and single pass: each file is ``lstat``-ed once,
+  right before its unlink, and freed bytes are its allocated blocks; an inode with other hard
+  links frees nothing until its last link goes.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BLOCK = 512
+DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+EMPTY_RETRIES = 3
+MOUNTINFO = Path("/proc/self/mountinfo")
+
+Inode = tuple[int, int]
+
+
+@dataclass
+class Tally:
+    """What happened to one target. ``bytes_freed`` is allocated bytes (st_blocks * 512)."""
+
+    display: str
+    existed: bool = True
+    bytes_freed: int = 0
+    files_deleted: int = 0
+    dirs_removed: int = 0
+    kept: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not self.errors
+
+
+@dataclass
+class _Frame:
+    fd: int
+    parent_fd: int
+    name: str
+    display: str
+    device: int
+    blocks: int
+    keep: frozenset[str] = frozenset()
+    pending: list[str] | None = None
+    blocked: bool = False
+    retries: int = 0
+    parent: _Frame | None = None
+
+
+def _unescape_mount_path(text: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo octal.
+    out, index = [], 0
+    while index < len(text):
+        if text[index] == "\\" and index + 3 < len(text) and text[index + 1 : index + 4].isdigit():
+            out.append(chr(int(text[index + 1 : index + 4], 8)))
+            index += 4
+        else:
+            out.append(text[index])
+            index += 1
+    return "".join(out)
+
+
+def mount_points_under(roots: Iterable[Path], mountinfo: Path = MOUNTINFO) -> set[Inode]:
+    """(st_dev, st_ino) of every mount point strictly inside one of ``roots``.
+
+    Stat-ing a mount point gives the mounted tree's root, so a directory with that identity
+    met during a walk is a mount point even when it is on the same device (a bind mount).
+    """
+    try:
+        lines = mountinfo.read_text().splitlines()
+    except OSError:
+        return set()
+    prefixes = [str(root).rstrip("/") + "/" for root in roots]
+    found: set[Inode] = set()
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 5:
+            continue
+        point = _unescape_mount_path(fields[4])
+        if any(point.startswith(prefix) for prefix in prefixes):
+            try:
+                info = os.stat(point)
+            except OSError:
+                continue
+            found.add((info.st_dev, info.st_ino))
+    return found
+
+
+class Remover:
+    """Deletes (or, with ``dry_run``, measures) direct children of open root directories.
+
+    Thread-safe: one instance serves every worker; only the hard-link registry is shared.
+    ``protected`` inodes (the database, the config file, the roots...) are never removed.
+    """
+
+    def __init__(
+        self,
+        *,
+        dry_run: bool,
+        protected: set[Inode] | None = None,
+        mount_points: set[Inode] | None = None,
+    ) -> None:
+        self.dry_run = dry_run
+        self.protected = protected or set()
+        self.mount_points = mount_points or set()
+        self._links_lock = threading.Lock()
+        self._links_seen: dict[Inode, int] = {}
+        self._links_freed: set[Inode] = set()
+
+    def remove(
+        self, root_fd: int, name: str, display: str, keep: frozenset[str] = frozenset()
+    ) -> Tally:
+        """Remove ``name`` inside the directory ``root_fd``; never raises for filesystem errors.
+
+        ``keep`` names entries directly inside a directory target that stay (kept logs).
+        """
+        tally = Tally(display)
+        try:
+            info = os.stat(name, dir_fd=root_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            tally.existed = False
+            return tally
+        except OSError as error:
+            tally.errors.append(f"{display}: {error.strerror}")
+            return tally
+        if self._refuse(info, display, tally):
+            return tally
+        if stat.S_ISDIR(info.st_mode):
+            root_device = os.fstat(root_fd).st_dev
+            self._remove_tree(root_fd, name, display, keep, root_device, tally)
+        else:
+            self._remove_file(root_fd, name, display, info, tally)
+        return tally
+
+    def _refuse(self, info: os.stat_result, display: str, tally: Tally) -> bool:
+        if (info.st_dev, info.st_ino) in self.protected:
+            tally.errors.append(
+                f"{display}: refused: a protected path (database, config, "
+                "log directory or a root) is linked here"
+            )
+            return True
+        return False
+
+    # -- files -------------------------------------------------------------------------
+
+    def _remove_file(
+        self, dir_fd: int, name: str, display: str, info: os.stat_result, tally: Tally
+    ) -> None:
+        if self._refuse(info, display, tally):
+            return
+        if self.dry_run:
+            tally.bytes_freed += self._would_free(info)
+            tally.files_deleted += 1
+            return
+        try:
+            if info.st_nlink > 1 and not stat.S_ISDIR(info.st_mode):
+                tally.bytes_freed += self._unlink_linked(dir_fd, name, info)
+            else:
+                os.unlink(name, dir_fd=dir_fd)
+                tally.bytes_freed += info.st_blocks * BLOCK
+            tally.files_deleted += 1
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            tally.errors.append(f"{display}: {error.strerror}")
+
+    def _would_free(self, info: os.stat_result) -> int:
+        if info.st_nlink <= 1:
+            return info.st_blocks * BLOCK
+        key = (info.st_dev, info.st_ino)
+        with self._links_lock:
+            seen = self._links_seen.get(key, 0) + 1
+            self._links_seen[key] = seen
+            if seen == info.st_nlink:
+                return info.st_blocks * BLOCK
+        return 0
+
+    def _unlink_linked(self, dir_fd: int, name: str, info: os.stat_result) -> int:
+        # Hold the inode through an O_PATH descriptor across the unlink, then ask it how many
+        # links remain: only the unlink that leaves none frees the blocks, counted once.
+        handle = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        try:
+            os.unlink(name, dir_fd=dir_fd)
+            with self._links_lock:
+                after = os.fstat(handle)
+                key = (info.st_dev, info.st_ino)
+                if after.st_nlink == 0 and key not in self._links_freed:
+                    self._links_freed.add(key)
+                    return after.st_blocks * BLOCK
+        finally:
+            os.close(handle)
+        return 0
+
+    # -- directories -------------------------------------------------------------------
+
+    def _open_dir(
+        self,
+        parent_fd: int,
+        name: str,
+        display: str,
+        parent_device: int,
+        tally: Tally,
+        parent: _Frame | None,
+        keep: frozenset[str],
+    ) -> _Frame | None:
+        """Open a directory entry without following links; None when it is not entered."""
+        try:
+            fd = os.open(name, DIRECTORY_FLAGS, dir_fd=parent_fd)
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            if error.errno in (errno.ELOOP, errno.ENOTDIR):
+                # Swapped for a link or a file since it was listed: remove that, as what it is.
+                self._remove_changed(parent_fd, name, display, tally)
+            else:
+                tally.errors.append(f"{display}: {error.strerror}")
+            return None
+        info = os.fstat(fd)
+        key = (info.st_dev, info.st_ino)
+        reason = None
+        if info.st_dev != parent_device or key in self.mount_points:
+            reason = "a mount point: not crossed"
+        elif key in self.protected:
+            reason = "refused: a protected path (database, config, log directory or a root)"
+        if reason is not None:
+            os.close(fd)
+            tally.errors.append(f"{display}: {reason}")
+            return None
+        return _Frame(
+            fd=fd,
+            parent_fd=parent_fd,
+            name=name,
+            display=display,
+            device=info.st_dev,
+            blocks=info.st_blocks,
+            keep=keep,
+            parent=parent,
+        )
+
+    def _remove_changed(self, parent_fd: int, name: str, display: str, tally: Tally) -> None:
+        try:
+            info = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        except OSError as error:
+            tally.errors.append(f"{display}: {error.strerror}")
+            return
+        if stat.S_ISDIR(info.st_mode):
+            tally.errors.append(f"{display}: changed while being deleted")
+        else:
+            self._remove_file(parent_fd, name, display, info, tally)
+
+    def _scan(self, frame: _Frame, tally: Tally) -> list[str]:
+        """Unlink (or measure) every non-directory entry; return the subdirectory names."""
+        subdirs: list[str] = []
+        try:
+            entries = os.scandir(frame.fd)
+        except OSError as error:
+            tally.errors.append(f"{frame.display}: {error.strerror}")
+            frame.blocked = True
+            return subdirs
+        with entries:
+            for entry in entries:
+                name = entry.name
+                if name in frame.keep:
+                    tally.kept.append(frame.display + name)
+                    frame.blocked = True
+                    continue
+                try:
+                    is_dir = entry.is_dir(follow_symlinks=False)
+                    info = None if is_dir else entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                except OSError as error:
+                    tally.errors.append(f"{frame.display}{name}: {error.strerror}")
+                    frame.blocked = True
+                    continue
+                if info is None:
+                    subdirs.append(name)
+                else:
+                    before = len(tally.errors)
+                    self._remove_file(frame.fd, name, frame.display + name, info, tally)
+                    frame.blocked |= len(tally.errors) > before
+        return subdirs
+
+    def _remove_tree(
+        self,
+        root_fd: int,
+        name: str,
+        display: str,
+        keep: frozenset[str],
+        root_device: int,
+        tally: Tally,
+    ) -> None:
+        top = self._open_dir(root_fd, name, display, root_device, tally, None, keep)
+        stack = [top] if top is not None else []
+        while stack:
+            frame = stack[-1]
+            if frame.pending is None:
+                frame.pending = self._scan(frame, tally)
+            if frame.pending:
+                child_name = frame.pending.pop()
+                before = len(tally.errors)
+                child = self._open_dir(
+                    frame.fd,
+                    child_name,
+                    f"{frame.display}{child_name}/",
+                    frame.device,
+                    tally,
+                    frame,
+                    frozenset(),
+                )
+                frame.blocked |= len(tally.errors) > before
+                if child is not None:
+                    stack.append(child)
+                continue
+            stack.pop()
+            self._finish_dir(frame, tally, stack)
+
+    def _finish_dir(self, frame: _Frame, tally: Tally, stack: list[_Frame]) -> None:
+        """Remove an emptied directory; rescan a bounded number of times if files appeared."""
+        if frame.blocked:
+            os.close(frame.fd)
+            if frame.parent is not None:
+                frame.parent.blocked = True
+            return
+        if self.dry_run:
+            os.close(frame.fd)
+            tally.bytes_freed += frame.blocks * BLOCK
+            tally.dirs_removed += 1
+            return
+        try:
+            os.rmdir(frame.name, dir_fd=frame.parent_fd)
+        except OSError as error:
+            if error.errno in (errno.ENOTEMPTY, errno.EEXIST) and frame.retries < EMPTY_RETRIES:
+                frame.retries += 1
+                frame.pending = None
+                stack.append(frame)
+                return
+            os.close(frame.fd)
+            if error.errno == errno.ENOTEMPTY:
+                message = f"{frame.display}: entries kept appearing; not empty after retries"
+            else:
+                message = f"{frame.display}: {error.strerror}"
+            tally.errors.append(message)
+            if frame.parent is not None:
+                frame.parent.blocked = True
+            return
+        os.close(frame.fd)
+        tally.bytes_freed += frame.blocks * BLOCK
+        tally.dirs_removed += 1

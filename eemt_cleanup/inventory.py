@@ -1,0 +1,167 @@
+"""``status``: what the data of not-yet-cleaned jobs occupies, what is due, what comes next."""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from eemt_cleanup.config.loader import LoadedConfig
+from eemt_cleanup.engine import ROOT_KEYS, check_roots
+from eemt_cleanup.fs.names import NameRefused
+from eemt_cleanup.fs.remove import Remover, mount_points_under
+from eemt_cleanup.policy import Decision, Policy, Verdict, decide, owned_artifacts
+from eemt_cleanup.store import audit as audit_store
+from eemt_cleanup.store.db import JobStore, connect
+from eemt_cleanup.store.migrations import migrate
+from eemt_cleanup.timeparse import utc_now
+
+log = logging.getLogger("eemt_cleanup")
+
+
+@dataclass
+class StatusGroup:
+    """Not-yet-cleaned jobs of one status and the disk their data uses."""
+
+    status: str
+    jobs: int = 0
+    bytes_used: int = 0
+    due_now: int = 0
+    due_bytes: int = 0
+
+
+@dataclass
+class Inventory:
+    groups: dict[str, StatusGroup] = field(default_factory=dict)
+    next_due_at: datetime | None = None
+    next_due_job: str | None = None
+    last_run: dict[str, Any] | None = None
+    measured: bool = True
+    sizes_stored: bool = False
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def due_now(self) -> int:
+        return sum(group.due_now for group in self.groups.values())
+
+    @property
+    def due_bytes(self) -> int:
+        return sum(group.due_bytes for group in self.groups.values())
+
+
+def take_inventory(
+    config: LoadedConfig, *, measure: bool = True, store_sizes: bool = True
+) -> Inventory:
+    """Measure (in parallel) every not-yet-cleaned job's data, per status.
+
+    Stores each measured size in ``data_size_mb`` when ``store_sizes`` (adding the column
+    first if needed). Raises ConfigError/DatabaseError for unusable paths or databases.
+    """
+    roots = check_roots(config)
+    database = config.roots.database
+    settings = config.settings
+    conn = connect(database, readonly=not store_sizes)
+    try:
+        if store_sizes:
+            migrate(
+                conn,
+                settings.jobs.table,
+                settings.jobs.columns.status,
+                settings.jobs.columns.dem_filename,
+            )
+        store = JobStore(conn, database, settings.jobs)
+        policy = Policy.from_settings(settings)
+        now = utc_now()
+        decisions = [decide(row, policy, now) for row in _all_unclean(store, policy)]
+        inventory = Inventory(measured=measure)
+        sizes = _measure(decisions, roots, settings.performance.max_workers) if measure else {}
+        _aggregate(inventory, decisions, sizes)
+        if measure and store_sizes and sizes:
+            audit_store.store_sizes(
+                conn,
+                settings.jobs,
+                [(d.row.job_id, sizes[i].total) for i, d in enumerate(decisions) if i in sizes],
+            )
+            inventory.sizes_stored = True
+        runs = audit_store.recent_runs(conn, 1)
+        inventory.last_run = runs[0] if runs else None
+        store.close()
+        return inventory
+    finally:
+        conn.close()
+
+
+def _all_unclean(store: JobStore, policy: Policy) -> Any:
+    yield from store.iter_unclean(policy.known_statuses)
+    yield from store.iter_unknown(policy.known_statuses)
+
+
+@dataclass(frozen=True)
+class _Size:
+    own: int  # results dir, archive and temp dir
+    upload: str | None
+    upload_bytes: int
+
+    @property
+    def total(self) -> int:
+        return self.own + self.upload_bytes
+
+
+def _measure(decisions: list[Decision], roots: dict[str, Any], workers: int) -> dict[int, _Size]:
+    """Index → measured size of each job whose paths can be named safely."""
+    fds = {
+        key: os.open(roots[key], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) for key in ROOT_KEYS
+    }
+    mounts = mount_points_under(roots.values())
+
+    def size_of(index: int) -> tuple[int, _Size] | None:
+        try:
+            artifacts, _refused = owned_artifacts(decisions[index].row)
+        except NameRefused:
+            return None
+        meter = Remover(dry_run=True, mount_points=mounts)
+        own, upload, upload_bytes = 0, None, 0
+        for artifact in artifacts:
+            size = meter.remove(fds[artifact.root], artifact.name, artifact.display).bytes_freed
+            if artifact.root == "uploads":
+                upload, upload_bytes = artifact.name, size
+            else:
+                own += size
+        return index, _Size(own, upload, upload_bytes)
+
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            measured = [item for item in pool.map(size_of, range(len(decisions))) if item]
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+    return dict(measured)
+
+
+def _aggregate(inventory: Inventory, decisions: list[Decision], sizes: dict[int, _Size]) -> None:
+    counted_uploads: set[str] = set()
+    for index, decision in enumerate(decisions):
+        group = inventory.groups.setdefault(decision.status, StatusGroup(decision.status))
+        group.jobs += 1
+        measured = sizes.get(index, _Size(0, None, 0))
+        size = measured.own
+        if measured.upload is not None and measured.upload not in counted_uploads:
+            # A shared upload occupies the disk once: count it with the first job seen.
+            counted_uploads.add(measured.upload)
+            size += measured.upload_bytes
+        group.bytes_used += size
+        if decision.verdict is Verdict.DUE:
+            group.due_now += 1
+            group.due_bytes += size
+        elif (
+            decision.verdict is Verdict.RETAINED
+            and decision.due_at is not None
+            and (inventory.next_due_at is None or decision.due_at < inventory.next_due_at)
+        ):
+            inventory.next_due_at = decision.due_at
+            inventory.next_due_job = decision.job_id
+        elif decision.verdict in (Verdict.UNKNOWN_AGE, Verdict.UNKNOWN_STATUS, Verdict.REFUSED):
+            inventory.problems.append(f"job {decision.job_id}: {decision.reason}")

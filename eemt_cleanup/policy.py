@@ -1,0 +1,276 @@
+"""Which jobs are due and which artifacts they own. Pure: rows, settings and "now" in,
+decisions out; no filesystem, no database."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
+from typing import Any
+
+from eemt_cleanup.config.schema import Settings
+from eemt_cleanup.fs.names import NameRefused, component
+from eemt_cleanup.store.db import JobRow
+from eemt_cleanup.timeparse import parse_timestamp, resolve_zone
+
+SUCCESSFUL = "successful"
+FAILED = "failed"
+ARCHIVE_SUFFIX = "_results.zip"
+
+
+class Verdict(enum.Enum):
+    DUE = "due"
+    RETAINED = "retained"
+    ACTIVE = "active"
+    UNKNOWN_STATUS = "unknown_status"
+    UNKNOWN_AGE = "unknown_age"
+    REFUSED = "refused"
+    CLEANED = "cleaned"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The retention settings the decisions need, read once from Settings."""
+
+    successful_statuses: frozenset[str]
+    failed_statuses: frozenset[str]
+    active_statuses: frozenset[str]
+    successful_hours: float
+    failed_hours: float
+    keep_logs: bool
+    keep_error_logs: bool
+    keep_metadata_successful: bool
+    keep_metadata_failed: bool
+    log_files: frozenset[str]
+    naive_zone: tzinfo | None
+    created_zone: tzinfo | None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Policy:
+        retention, jobs = settings.retention, settings.jobs
+        return cls(
+            successful_statuses=frozenset(jobs.statuses.successful),
+            failed_statuses=frozenset(jobs.statuses.failed),
+            active_statuses=frozenset(jobs.statuses.active),
+            successful_hours=retention.successful_jobs.hours,
+            failed_hours=retention.failed_jobs.hours,
+            keep_logs=retention.successful_jobs.keep_logs,
+            keep_error_logs=retention.failed_jobs.keep_error_logs,
+            keep_metadata_successful=retention.successful_jobs.keep_metadata,
+            keep_metadata_failed=retention.failed_jobs.keep_metadata,
+            log_files=frozenset(retention.log_files),
+            naive_zone=resolve_zone(jobs.timezone),
+            created_zone=resolve_zone(jobs.created_at_timezone),
+        )
+
+    @property
+    def known_statuses(self) -> list[str]:
+        return sorted(self.successful_statuses | self.failed_statuses | self.active_statuses)
+
+    def kind_of(self, status: Any) -> str | None:
+        """ "successful", "failed", or None for active and unknown statuses."""
+        if status in self.successful_statuses:
+            return SUCCESSFUL
+        if status in self.failed_statuses:
+            return FAILED
+        return None
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One deletion target: a direct child ``name`` of the root ``root``."""
+
+    root: str  # "results", "temp" or "uploads": the config key of the root
+    name: str
+    action: str  # the audit action when it is deleted
+    directory: bool
+    keep: frozenset[str] = frozenset()
+
+    @property
+    def display(self) -> str:
+        return f"{self.root}/{self.name}{'/' if self.directory else ''}"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the policy says of one job."""
+
+    row: JobRow
+    verdict: Verdict
+    kind: str | None = None
+    age_seconds: float | None = None
+    due_at: datetime | None = None
+    reason: str | None = None
+    name: str | None = None
+    upload: str | None = None
+    upload_refused: str | None = None
+    keep_metadata: bool = True
+    artifacts: tuple[Artifact, ...] = field(default=())
+
+    @property
+    def age_days(self) -> float | None:
+        return None if self.age_seconds is None else round(self.age_seconds / 86400, 1)
+
+    @property
+    def job_id(self) -> str:
+        return display_value(self.row.job_id)
+
+    @property
+    def status(self) -> str:
+        return display_value(self.row.status)
+
+
+def display_value(value: Any) -> str:
+    """A printable form of any stored value (hostile bytes shown escaped)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return repr(value) if value is not None else "NULL"
+
+
+def reference_time(row: JobRow, policy: Policy) -> tuple[datetime | None, str | None]:
+    """The instant age is measured from, or None with the reason it is unknown.
+
+    ``completed_at``; when that is NULL, the latest of ``started_at`` and ``created_at``.
+    A value present but unparseable makes the age unknown rather than falling back.
+    """
+    if not _is_null(row.completed_at):
+        completed = parse_timestamp(row.completed_at, policy.naive_zone)
+        if completed is None:
+            return None, f"completed_at {display_value(row.completed_at)!s} cannot be parsed"
+        return completed, None
+    candidates = []
+    for column, value, zone in (
+        ("started_at", row.started_at, policy.naive_zone),
+        ("created_at", row.created_at, policy.created_zone),
+    ):
+        if _is_null(value):
+            continue
+        parsed = parse_timestamp(value, zone)
+        if parsed is None:
+            return None, f"{column} {display_value(value)!s} cannot be parsed"
+        candidates.append(parsed)
+    if not candidates:
+        return None, "completed_at, started_at and created_at are all NULL"
+    return max(candidates), None
+
+
+def _is_null(value: Any) -> bool:
+    return value is None or (isinstance(value, str | bytes) and not value.strip())
+
+
+def decide(row: JobRow, policy: Policy, now: datetime) -> Decision:
+    """Decide one job's fate at ``now``."""
+    if row.data_cleaned_at is not None:
+        return Decision(row, Verdict.CLEANED, reason="data already cleaned")
+    kind = policy.kind_of(row.status)
+    if kind is None:
+        if row.status in policy.active_statuses:
+            return Decision(row, Verdict.ACTIVE, reason=f"status {row.status} is never cleaned")
+        return Decision(
+            row,
+            Verdict.UNKNOWN_STATUS,
+            reason=f"unknown status {display_value(row.status)!r}: never touched",
+        )
+    start, why = reference_time(row, policy)
+    if start is None:
+        return Decision(
+            row, Verdict.UNKNOWN_AGE, kind=kind, reason=f"age unknown ({why}): never cleaned"
+        )
+    hours = policy.successful_hours if kind == SUCCESSFUL else policy.failed_hours
+    due_at = start + timedelta(hours=hours)
+    age = (now - start).total_seconds()
+    if now < due_at:
+        return Decision(
+            row,
+            Verdict.RETAINED,
+            kind=kind,
+            age_seconds=age,
+            due_at=due_at,
+            reason="within retention",
+        )
+    return _due(row, policy, kind, age, due_at)
+
+
+def owned_artifacts(
+    row: JobRow, keep: frozenset[str] = frozenset()
+) -> tuple[list[Artifact], str | None]:
+    """The artifacts a job owns, and why its upload is refused (if it is).
+
+    Raises NameRefused when the job id cannot name a direct child of a root.
+    """
+    name = component(row.job_id, "job id")
+    archive = component(row.job_id, "job id", suffix=ARCHIVE_SUFFIX)
+    artifacts = [
+        Artifact("temp", name, "deleted_temp", True),
+        Artifact("results", archive, "deleted_archive", False),
+        Artifact("results", name, "deleted_results", True, keep),
+    ]
+    if _is_null(row.dem_filename):
+        return artifacts, None
+    try:
+        upload = component(row.dem_filename, "upload name")
+    except NameRefused as refusal:
+        return artifacts, f"refused: {refusal}"
+    artifacts.append(Artifact("uploads", upload, "deleted_upload", False))
+    return artifacts, None
+
+
+def _due(row: JobRow, policy: Policy, kind: str, age: float, due_at: datetime) -> Decision:
+    keep_logs = policy.keep_logs if kind == SUCCESSFUL else policy.keep_error_logs
+    keep = policy.log_files if keep_logs else frozenset()
+    try:
+        artifacts, upload_refused = owned_artifacts(row, keep)
+    except NameRefused as refusal:
+        return Decision(
+            row,
+            Verdict.REFUSED,
+            kind=kind,
+            age_seconds=age,
+            due_at=due_at,
+            reason=f"refused: {refusal}",
+        )
+    name = artifacts[0].name
+    upload = artifacts[-1].name if artifacts[-1].root == "uploads" else None
+    keep_metadata = (
+        policy.keep_metadata_successful if kind == SUCCESSFUL else policy.keep_metadata_failed
+    )
+    return Decision(
+        row,
+        Verdict.DUE,
+        kind=kind,
+        age_seconds=age,
+        due_at=due_at,
+        name=name,
+        upload=upload,
+        upload_refused=upload_refused,
+        keep_metadata=keep_metadata,
+        artifacts=tuple(artifacts),
+    )
+
+
+def upload_blocker(
+    job_id: Any,
+    references: Iterable[JobRow],
+    policy: Policy,
+    now: datetime,
+    in_run: Callable[[JobRow], bool],
+) -> str | None:
+    """Why the upload of ``job_id`` must stay, or None when it may go.
+
+    It may go only when every other job that references it has had its data cleaned, or is
+    due now and being cleaned in this run (``in_run``).
+    """
+    for other in references:
+        if other.job_id == job_id or other.data_cleaned_at is not None:
+            continue
+        decision = decide(other, policy, now)
+        if decision.verdict is Verdict.DUE and in_run(other):
+            continue
+        state = display_value(other.status)
+        if decision.verdict is Verdict.RETAINED and decision.due_at is not None:
+            state += f", due {decision.due_at.isoformat(timespec='minutes')}"
+        elif decision.verdict is Verdict.DUE:
+            state += ", not in this run"
+        return f"upload still referenced by job {display_value(other.job_id)} ({state})"
+    return None

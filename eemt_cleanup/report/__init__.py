@@ -1,0 +1,1 @@
+"""Rendering: JSON, Rich tables and progress, plain log lines, the log file."""

@@ -1,0 +1,216 @@
+"""How a run talks to people: Rich on a terminal, plain log lines elsewhere, a log file.
+
+Colour and progress bars only on a terminal and never with ``NO_COLOR`` (or ``TERM=dumb``);
+off a terminal every line is plain text, which is what cron mails.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from eemt_cleanup.engine import JobResult, RunReport
+from eemt_cleanup.humanize_size import human_size
+
+LOGGER = "eemt_cleanup"
+FILE_FORMAT = "%(asctime)s %(levelname)s: %(message)s"
+DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def use_rich(stream: TextIO | None = None) -> bool:
+    """True when ``stream`` (stdout) is a terminal and colour is not refused."""
+    stream = stream or sys.stdout
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    return stream.isatty()
+
+
+class ConsoleFormatter(logging.Formatter):
+    """INFO lines as they are (``[DRY RUN] Would ...``); others prefixed with their level."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.levelno == logging.INFO:
+            return message
+        return f"{record.levelname}: {message}"
+
+
+@dataclass(frozen=True)
+class OutputMode:
+    """The output choices of one command invocation."""
+
+    rich: bool
+    json: bool = False
+    quiet: bool = False
+    verbose: bool = False
+    level: str = "INFO"
+
+
+def configure_logging(mode: OutputMode, log_file: Path | None) -> str | None:
+    """Attach the console and file handlers; return a warning when the log file is unusable."""
+    logger = logging.getLogger(LOGGER)
+    logger.handlers.clear()
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    level = logging.getLevelName(mode.level)
+    if mode.quiet:
+        console_level = logging.ERROR
+    elif mode.verbose:
+        console_level = logging.DEBUG
+    elif mode.rich:
+        console_level = logging.WARNING
+    else:
+        console_level = level
+    stream = sys.stderr if (mode.json or mode.rich) else sys.stdout
+    console = logging.StreamHandler(stream)
+    console.setLevel(console_level)
+    console.setFormatter(ConsoleFormatter())
+    logger.addHandler(console)
+    if log_file is None:
+        return None
+    try:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        # WatchedFileHandler reopens the file when logrotate moves it away.
+        handler = logging.handlers.WatchedFileHandler(log_file, encoding="utf-8")
+    except OSError as error:
+        return f"cannot write the log file {log_file}: {error.strerror}"
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter(FILE_FORMAT, DATE_FORMAT))
+    logger.addHandler(handler)
+    return None
+
+
+def close_logging() -> None:
+    logger = logging.getLogger(LOGGER)
+    for handler in list(logger.handlers):
+        handler.close()
+        logger.removeHandler(handler)
+
+
+class ProgressEvents:
+    """A Rich progress bar over the jobs being cleaned (terminal only)."""
+
+    def __init__(self, progress: Progress, dry_run: bool) -> None:
+        self.progress = progress
+        label = "Measuring" if dry_run else "Cleaning"
+        self.task = progress.add_task(label, total=None, freed="")
+        self.freed = 0
+
+    def planned(self, total: int) -> None:
+        self.progress.update(self.task, total=total)
+
+    def job_done(self, result: JobResult) -> None:
+        self.freed += result.bytes_freed
+        self.progress.update(self.task, advance=1, freed=human_size(self.freed))
+
+
+@contextmanager
+def progress_bar(console: Console, dry_run: bool) -> Iterator[ProgressEvents]:
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("jobs"),
+        TextColumn("{task.fields[freed]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        yield ProgressEvents(progress, dry_run)
+
+
+def status_table(report: RunReport) -> Table:
+    """Per status: jobs, files, space freed."""
+    title = "Would be freed (dry run)" if report.dry_run else "Space freed"
+    table = Table(title=title)
+    for header in ("Status", "Jobs", "Files", "Space freed"):
+        table.add_column(header, justify="left" if header == "Status" else "right")
+    totals: dict[str, list[int]] = {}
+    for job in report.jobs:
+        row = totals.setdefault(job.status, [0, 0, 0])
+        row[0] += 1
+        row[1] += job.files_deleted
+        row[2] += job.bytes_freed
+    for status, (jobs, files, size) in sorted(totals.items()):
+        table.add_row(status, str(jobs), str(files), human_size(size))
+    table.add_section()
+    table.add_row(
+        "total",
+        str(len(report.jobs)),
+        str(report.files_deleted),
+        human_size(report.bytes_freed),
+        style="bold",
+    )
+    return table
+
+
+def jobs_table(report: RunReport) -> Table:
+    """Per job: id, status, age, paths, size, outcome."""
+    table = Table(title="Jobs")
+    for header in ("Job", "Status", "Age (days)", "Paths", "Size", "Result"):
+        table.add_column(header, justify="right" if header in ("Age (days)", "Size") else "left")
+    for job in report.jobs:
+        outcome = "errors" if job.errors else ("would clean" if report.dry_run else "cleaned")
+        if job.kept:
+            outcome += f", kept {len(job.kept)}"
+        table.add_row(
+            job.job_id,
+            job.status,
+            str(job.age_days),
+            "\n".join(job.paths) or "-",
+            human_size(job.bytes_freed),
+            outcome,
+        )
+    return table
+
+
+def skipped_table(report: RunReport) -> Table:
+    table = Table(title="Skipped")
+    table.add_column("Job")
+    table.add_column("Reason")
+    for skip in report.skipped:
+        reason = f"{skip.path}: {skip.reason}" if skip.path else skip.reason
+        table.add_row(skip.job_id, reason, style="red" if skip.needs_attention else None)
+    return table
+
+
+def render_report(console: Console, report: RunReport, *, verbose: bool) -> None:
+    """The tables a person reads after a run on a terminal."""
+    if report.jobs or not report.skipped:
+        console.print(status_table(report))
+    if report.jobs and (verbose or report.dry_run):
+        console.print(jobs_table(report))
+    if report.skipped:
+        console.print(skipped_table(report))
+    for error in report.errors:
+        console.print(f"error: {error}", style="red", markup=False, highlight=False)
+    verb = "Would free" if report.dry_run else "Freed"
+    console.print(
+        f"{verb} {human_size(report.bytes_freed)} from {len(report.jobs)} jobs "
+        f"({report.files_deleted} files); {report.retained} jobs within retention"
+        + (
+            f", next due {report.next_due_at.isoformat(timespec='minutes')}"
+            if report.next_due_at
+            else ""
+        ),
+        markup=False,
+        highlight=False,
+    )

@@ -1,0 +1,58 @@
+"""The ``--json`` object of SPEC §5, exactly that shape."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from eemt_cleanup.engine import RunReport
+from eemt_cleanup.humanize_size import human_size
+from eemt_cleanup.policy import FAILED, SUCCESSFUL
+from eemt_cleanup.timeparse import format_utc
+
+
+def report_to_dict(report: RunReport) -> dict[str, Any]:
+    """The run as the SPEC's JSON object (a dry run describes what would happen)."""
+    return {
+        "success": report.exit_code == 0,
+        "dry_run": report.dry_run,
+        "run_id": report.run_id,
+        "started_at": format_utc(report.started_at),
+        "finished_at": format_utc(report.finished_at) if report.finished_at else None,
+        "cleaned_jobs": {
+            "successful": report.cleaned(SUCCESSFUL),
+            "failed": report.cleaned(FAILED),
+        },
+        "space_freed": {
+            "bytes": report.bytes_freed,
+            "human_readable": human_size(report.bytes_freed),
+        },
+        "files_deleted": report.files_deleted,
+        "details": [
+            {
+                "job_id": job.job_id,
+                "status": job.status,
+                "age_days": job.age_days,
+                "bytes_freed": job.bytes_freed,
+                "space_freed": human_size(job.bytes_freed),
+                "files_deleted": job.files_deleted,
+                "paths": job.paths,
+                "kept": job.kept,
+                "errors": job.errors,
+            }
+            for job in report.jobs
+        ],
+        "skipped": [
+            {
+                "job_id": skip.job_id,
+                "reason": f"{skip.path}: {skip.reason}" if skip.path else skip.reason,
+            }
+            for skip in report.skipped
+        ],
+        "errors": report.errors,
+    }
+
+
+def dumps(data: Any) -> str:
+    """Stable, ASCII-safe JSON (hostile names stay escaped, never raw bytes)."""
+    return json.dumps(data, indent=2, ensure_ascii=True, default=str)

@@ -1,0 +1,1 @@
+"""SQLite: the jobs adapter, migrations, audit rows and the run log."""

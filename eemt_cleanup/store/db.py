@@ -1,0 +1,210 @@
+"""Open the web interface's SQLite database safely and read jobs from it.
+
+The web interface opens the same file with Python's default ``sqlite3.connect`` while we
+run, so every connection has a busy timeout, reads hold no cursor open across writes
+(keyset pagination), and every write is one short ``BEGIN IMMEDIATE`` transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eemt_cleanup.config.schema import Jobs
+from eemt_cleanup.errors import DatabaseError
+
+BUSY_TIMEOUT_SECONDS = 30.0
+CLEANED_COLUMN = "data_cleaned_at"
+SIZE_COLUMN = "data_size_mb"
+REQUIRED = ("id", "status", "created_at", "started_at", "completed_at", "dem_filename")
+
+
+def _decode_text(raw: bytes) -> str:
+    # Hostile rows may hold text that is not UTF-8: keep it loss-free instead of failing the
+    # whole query; names that are not valid UTF-8 are refused later by the path rules.
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+    """Open ``path`` (which must exist) with a busy timeout, in autocommit mode.
+
+    A read-only connection (used by dry runs) cannot write even by mistake.
+    Raises DatabaseError when the file is missing or is not an SQLite database.
+    """
+    if not path.exists():
+        raise DatabaseError(
+            f"database not found: {path} (set paths.database, EEMT_DB_PATH or --db-path)"
+        )
+    if not path.is_file():
+        raise DatabaseError(f"database path is not a file: {path}")
+    uri = f"{path.as_uri()}?mode={'ro' if readonly else 'rw'}"
+    try:
+        conn = sqlite3.connect(
+            uri,
+            uri=True,
+            timeout=BUSY_TIMEOUT_SECONDS,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        conn.text_factory = _decode_text
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as error:
+        raise DatabaseError(f"{path}: not a usable SQLite database ({error})") from None
+    return conn
+
+
+@contextlib.contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One short write transaction: BEGIN IMMEDIATE (takes the write lock up front, so the
+    busy timeout applies and no read-to-write upgrade can deadlock), COMMIT or ROLLBACK."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def table_columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    """Column names of ``table`` in order (empty when the table does not exist)."""
+    return [row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')]
+
+
+def table_names(conn: sqlite3.Connection) -> list[str]:
+    rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+    return [row[0] for row in rows]
+
+
+def check_jobs_table(conn: sqlite3.Connection, jobs: Jobs, path: Path) -> list[str]:
+    """Verify the jobs table and its required columns; return its column names.
+
+    Raises DatabaseError saying precisely what is missing.
+    """
+    columns = table_columns(conn, jobs.table)
+    if not columns:
+        found = ", ".join(name for name in table_names(conn) if not name.startswith("sqlite_"))
+        raise DatabaseError(
+            f"{path}: no table {jobs.table!r} (tables: {found or 'none'}); is "
+            f"this the EEMT web interface's database? (jobs.table)"
+        )
+    mapping = jobs.columns.model_dump()
+    missing = [
+        f"{mapping[name]}" + ("" if mapping[name] == name else f" (jobs.columns.{name})")
+        for name in REQUIRED
+        if mapping[name] not in columns
+    ]
+    if missing:
+        raise DatabaseError(
+            f"{path}: table {jobs.table!r} lacks required column"
+            f"{'s' if len(missing) > 1 else ''}: {', '.join(missing)}"
+        )
+    return columns
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """One job as read from the table. ``job_id`` is the raw stored value (any type)."""
+
+    rowid: int
+    job_id: Any
+    status: Any
+    created_at: Any
+    started_at: Any
+    completed_at: Any
+    dem_filename: Any
+    data_cleaned_at: Any = None
+
+
+class JobStore:
+    """Reads of the jobs table, with the configured table and column names."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, jobs: Jobs) -> None:
+        self.conn = conn
+        self.path = path
+        self.jobs = jobs
+        self.columns = check_jobs_table(conn, jobs, path)
+        self.has_cleaned_column = CLEANED_COLUMN in self.columns
+        names = jobs.columns
+        cleaned = CLEANED_COLUMN if self.has_cleaned_column else "NULL"
+        self._select = (
+            f'SELECT rowid, "{names.id}", "{names.status}", "{names.created_at}", '
+            f'"{names.started_at}", "{names.completed_at}", "{names.dem_filename}", '
+            f'{cleaned} FROM "{jobs.table}"'
+        )
+        self._not_cleaned = f"{CLEANED_COLUMN} IS NULL" if self.has_cleaned_column else "1"
+        self._local = threading.local()
+        self._reader_lock = threading.Lock()
+        self._readers: list[sqlite3.Connection] = []
+
+    def _rows(self, conn: sqlite3.Connection, where: str, params: Sequence[Any]) -> list[JobRow]:
+        return [JobRow(*row) for row in conn.execute(f"{self._select} WHERE {where}", params)]
+
+    def iter_unclean(self, statuses: Sequence[str], page_size: int = 1000) -> Iterator[JobRow]:
+        """Stream jobs not yet cleaned whose status is one of ``statuses``, by status then
+        rowid, a page at a time (no cursor stays open between pages)."""
+        status = self.jobs.columns.status
+        for value in statuses:
+            last = -(2**63)
+            while True:
+                page = self._rows(
+                    self.conn,
+                    f'"{status}" = ? AND {self._not_cleaned} AND rowid > ? ORDER BY rowid LIMIT ?',
+                    (value, last, page_size),
+                )
+                yield from page
+                if len(page) < page_size:
+                    break
+                last = page[-1].rowid
+
+    def iter_unknown(self, known: Sequence[str], page_size: int = 1000) -> Iterator[JobRow]:
+        """Stream not-yet-cleaned jobs whose status is in none of the configured groups."""
+        status = self.jobs.columns.status
+        marks = ", ".join("?" * len(known))
+        last = -(2**63)
+        while True:
+            page = self._rows(
+                self.conn,
+                f'("{status}" IS NULL OR "{status}" NOT IN ({marks})) AND '
+                f"{self._not_cleaned} AND rowid > ? ORDER BY rowid LIMIT ?",
+                (*known, last, page_size),
+            )
+            yield from page
+            if len(page) < page_size:
+                break
+            last = page[-1].rowid
+
+    def by_id(self, job_id: Any) -> list[JobRow]:
+        """The row(s) with this id, read on the main connection."""
+        return self._rows(self.conn, f'"{self.jobs.columns.id}" = ?', (job_id,))
+
+    def reader(self) -> sqlite3.Connection:
+        """A read connection owned by the calling thread (sqlite3 objects are not shared)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path, readonly=True)
+            self._local.conn = conn
+            with self._reader_lock:
+                self._readers.append(conn)
+        return conn
+
+    def reread(self, row: JobRow) -> JobRow | None:
+        """Read a job's row again (from the calling thread); None when it is gone."""
+        rows = self._rows(self.reader(), f'"{self.jobs.columns.id}" = ?', (row.job_id,))
+        return rows[0] if rows else None
+
+    def references(self, dem_filename: Any) -> list[JobRow]:
+        """Every job (cleaned or not) whose upload is ``dem_filename``."""
+        return self._rows(self.reader(), f'"{self.jobs.columns.dem_filename}" = ?', (dem_filename,))
+
+    def close(self) -> None:
+        with self._reader_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()

@@ -1,0 +1,121 @@
+"""Idempotent, named schema migrations (sqlite-utils ``Migrations``).
+
+They only ever *append* to the web interface's table (it reads rows with ``SELECT *`` by
+position), and create our own tables and indexes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from sqlite_utils import Database, Migrations
+
+from eemt_cleanup.store.db import CLEANED_COLUMN, SIZE_COLUMN, table_columns
+
+AUDIT_TABLE = "cleanup_audit"
+LOG_TABLE = "cleanup_log"
+
+AUDIT_COLUMNS: dict[str, str] = {
+    "timestamp": "TEXT",
+    "job_id": "TEXT",
+    "action": "TEXT",
+    "space_freed_mb": "REAL",
+    "user": "TEXT",
+    "run_id": "TEXT",
+    "path": "TEXT",
+    "bytes_freed": "INTEGER",
+    "files_deleted": "INTEGER",
+    "error": "TEXT",
+}
+LOG_COLUMNS: dict[str, str] = {
+    "run_id": "TEXT",
+    "started_at": "TEXT",
+    "finished_at": "TEXT",
+    "trigger": "TEXT",
+    "user": "TEXT",
+    "host": "TEXT",
+    "pid": "INTEGER",
+    "dry_run": "INTEGER",
+    "jobs_successful": "INTEGER",
+    "jobs_failed": "INTEGER",
+    "bytes_freed": "INTEGER",
+    "files_deleted": "INTEGER",
+    "errors": "INTEGER",
+    "exit_code": "INTEGER",
+}
+
+
+def _append_columns(conn: sqlite3.Connection, table: str, wanted: dict[str, str]) -> None:
+    present = set(table_columns(conn, table))
+    for name, kind in wanted.items():
+        if name not in present:
+            conn.execute(f'ALTER TABLE "{table}" ADD COLUMN "{name}" {kind}')
+
+
+def _ensure_table(conn: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:
+    # An older audit table (the reference documentation's six columns) gains the rest.
+    if not table_columns(conn, table):
+        body = ", ".join(f'"{name}" {kind}' for name, kind in columns.items())
+        conn.execute(f'CREATE TABLE "{table}" (id INTEGER PRIMARY KEY, {body})')
+    else:
+        _append_columns(conn, table, columns)
+
+
+def build_migrations(jobs_table: str) -> Migrations:
+    """The migration set for one jobs table (its name is part of the set's name)."""
+    migrations = Migrations(f"eemt_cleanup:{jobs_table}")
+
+    @migrations(name="001_append_cleanup_columns")
+    def append_cleanup_columns(db: Any) -> None:
+        _append_columns(db.conn, jobs_table, {CLEANED_COLUMN: "TEXT", SIZE_COLUMN: "REAL"})
+
+    @migrations(name="002_cleanup_audit")
+    def cleanup_audit(db: Any) -> None:
+        _ensure_table(db.conn, AUDIT_TABLE, AUDIT_COLUMNS)
+        for column in ("job_id", "run_id", "timestamp"):
+            db.conn.execute(
+                f'CREATE INDEX IF NOT EXISTS "idx_{AUDIT_TABLE}_{column}" '
+                f'ON "{AUDIT_TABLE}" ("{column}")'
+            )
+
+    @migrations(name="003_cleanup_log")
+    def cleanup_log(db: Any) -> None:
+        _ensure_table(db.conn, LOG_TABLE, LOG_COLUMNS)
+        db.conn.execute(
+            f'CREATE INDEX IF NOT EXISTS "idx_{LOG_TABLE}_run_id" ON "{LOG_TABLE}" ("run_id")'
+        )
+
+    return migrations
+
+
+def due_index_migration(
+    migrations: Migrations, jobs_table: str, status: str, dem_filename: str
+) -> None:
+    """Register the indexes behind "which jobs are due" and "who uses this upload".
+
+    The due index is partial: cleaned jobs are not in it, so planning never scans them.
+    """
+
+    @migrations(name=f"004_due_index_{status}")
+    def due_index(db: Any) -> None:
+        db.conn.execute(
+            f'CREATE INDEX IF NOT EXISTS "idx_{jobs_table}_cleanup_due" ON '
+            f'"{jobs_table}" ("{status}") WHERE {CLEANED_COLUMN} IS NULL'
+        )
+
+    @migrations(name=f"005_upload_index_{dem_filename}")
+    def upload_index(db: Any) -> None:
+        db.conn.execute(
+            f'CREATE INDEX IF NOT EXISTS "idx_{jobs_table}_cleanup_upload" ON '
+            f'"{jobs_table}" ("{dem_filename}")'
+        )
+
+
+def migrate(conn: sqlite3.Connection, jobs_table: str, status: str, dem_filename: str) -> None:
+    """Apply every pending migration, each in its own short transaction."""
+    migrations = build_migrations(jobs_table)
+    due_index_migration(migrations, jobs_table, status, dem_filename)
+    db = Database(conn)
+    if migrations.pending(db):
+        migrations.apply(db)

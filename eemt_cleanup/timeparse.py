@@ -1,0 +1,99 @@
+"""Parse the mixed timestamp formats found in job tables.
+
+The EEMT web interface writes ``created_at`` with SQLite's ``CURRENT_TIMESTAMP`` (naive UTC)
+and ``started_at``/``completed_at`` with ``datetime.now().isoformat()`` (naive *local* time);
+other deployments store offsets (``+00:00``, ``Z``) or epoch seconds. A value we cannot parse
+is ``None``: the caller treats the job's age as unknown and never cleans it.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, tzinfo
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+LOCAL = "local"
+
+# Epoch values outside this range are not plausible job times (1990 .. 2200).
+_EPOCH_MIN = 631_152_000
+_EPOCH_MAX = 7_258_118_400
+
+
+@lru_cache(maxsize=32)
+def resolve_zone(name: str) -> tzinfo | None:
+    """Return the zone named ``name`` ("local" gives ``None``: the machine's local zone).
+
+    Raises ``ValueError`` for an unknown zone name.
+    """
+    if name.lower() == LOCAL:
+        return None
+    if name.upper() in ("UTC", "Z"):
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as error:
+        raise ValueError(f"unknown time zone {name!r}") from error
+
+
+def _attach_zone(naive: datetime, zone: tzinfo | None) -> datetime:
+    if zone is None:
+        # astimezone() on a naive value interprets it in the machine's local zone.
+        return naive.astimezone(UTC)
+    return naive.replace(tzinfo=zone).astimezone(UTC)
+
+
+def _from_epoch(seconds: float) -> datetime | None:
+    if not math.isfinite(seconds) or not _EPOCH_MIN <= seconds <= _EPOCH_MAX:
+        return None
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def parse_timestamp(value: object, naive_zone: tzinfo | None = None) -> datetime | None:
+    """Parse one stored timestamp into an aware UTC datetime.
+
+    ``naive_zone`` is the zone for values without an offset (``None`` = local time).
+    Returns ``None`` for NULL, empty and unparseable values; never raises.
+    """
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return _from_epoch(float(value))
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    if text.replace(".", "", 1).isdigit():
+        return _from_epoch(float(text))
+    return _parse_iso(text, naive_zone)
+
+
+def _parse_iso(text: str, naive_zone: tzinfo | None) -> datetime | None:
+    if text.endswith(("z", "Z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        try:
+            return _attach_zone(parsed, naive_zone)
+        except (OverflowError, ValueError):
+            return None
+    return parsed.astimezone(UTC)
+
+
+def utc_now() -> datetime:
+    """The current instant, aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def format_utc(moment: datetime) -> str:
+    """ISO-8601 in UTC with an explicit offset, to the second: what we write to the DB."""
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
