@@ -171,17 +171,9 @@ class _JobWork:
     def say(self, level: int, message: str) -> None:
         self.lines.append((level, message))
 
-    def skip(
-        self,
-        reason: str,
-        *,
-        attention: bool = False,
-        path: str | None = None,
-        level: int | None = None,
-    ) -> None:
+    def skip(self, reason: str, *, attention: bool = False, path: str | None = None) -> None:
         self.skips.append(Skip(self.decision.job_id, reason, self.decision.status, path, attention))
-        if level is None:
-            level = logging.ERROR if attention else logging.WARNING
+        level = logging.ERROR if attention else logging.WARNING
         where = f" {path}" if path else ""
         self.say(level, f"Skipped job {self.decision.job_id}{where}: {reason}")
 
@@ -294,6 +286,11 @@ class _Engine:
             self._start_log(store)
             self._log_start()
             self._process(store, remover)
+        except sqlite3.Error as error:
+            # The database failed us mid-run (e.g. locked past the busy timeout): what was
+            # deleted but not yet marked is finished by the next run; say so and exit 1.
+            self.report.errors.append(f"database error, run stopped early: {error}")
+            log.error("Database error, run stopped early: %s", error)
         finally:
             for fd in self.root_fds.values():
                 os.close(fd)
@@ -613,7 +610,8 @@ class _Engine:
         work.result.audit.append(
             AuditRow(decision.job_id, "kept_upload", artifact.display, error=blocker)
         )
-        work.skip(blocker, path=artifact.display, level=logging.INFO)
+        work.skips.append(Skip(decision.job_id, blocker, decision.status, artifact.display))
+        work.say(logging.INFO, f"Kept {artifact.display} (job {decision.job_id}): {blocker}")
         return False
 
     def _in_run(self, row: JobRow) -> bool:
@@ -669,10 +667,15 @@ class _Engine:
             report.exit_code = EXIT_SIGINT if self.stop.signal_number == 2 else EXIT_SIGTERM
         _log_summary(report)
         if not self.dry_run:
+            self._finish_log(store, report)
+        return report
+
+    def _finish_log(self, store: JobStore, report: RunReport) -> None:
+        try:
             audit_store.finish_run(
                 store.conn,
                 run_id=report.run_id,
-                finished_at=format_utc(report.finished_at),
+                finished_at=format_utc(report.finished_at or utc_now()),
                 jobs_successful=report.cleaned(SUCCESSFUL),
                 jobs_failed=report.cleaned(FAILED),
                 bytes_freed=report.bytes_freed,
@@ -680,7 +683,9 @@ class _Engine:
                 errors=len(report.errors),
                 exit_code=report.exit_code,
             )
-        return report
+        except sqlite3.Error as error:
+            log.error("Could not complete the run-log row: %s", error)
+            report.exit_code = report.exit_code or EXIT_PARTIAL
 
 
 def _due_order(decision: Decision) -> tuple[datetime, int]:

@@ -178,7 +178,16 @@ def decide(row: JobRow, policy: Policy, now: datetime) -> Decision:
             row, Verdict.UNKNOWN_AGE, kind=kind, reason=f"age unknown ({why}): never cleaned"
         )
     hours = policy.successful_hours if kind == SUCCESSFUL else policy.failed_hours
-    due_at = start + timedelta(hours=hours)
+    try:
+        due_at = start + timedelta(hours=hours)
+    except OverflowError:
+        return Decision(
+            row,
+            Verdict.UNKNOWN_AGE,
+            kind=kind,
+            reason=f"age unknown (it becomes due after the end of the calendar, {start:%Y-%m-%d}"
+            "): never cleaned",
+        )
     age = (now - start).total_seconds()
     if now < due_at:
         return Decision(

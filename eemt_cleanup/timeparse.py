@@ -32,7 +32,8 @@ def resolve_zone(name: str) -> tzinfo | None:
         return UTC
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as error:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as error:
+        # OSError: a name such as "America" is a directory of zones, not a zone.
         raise ValueError(f"unknown time zone {name!r}") from error
 
 
@@ -69,7 +70,7 @@ def parse_timestamp(value: object, naive_zone: tzinfo | None = None) -> datetime
     text = value.strip()
     if not text:
         return None
-    if text.replace(".", "", 1).isdigit():
+    if text.isascii() and text.replace(".", "", 1).isdigit():
         return _from_epoch(float(text))
     return _parse_iso(text, naive_zone)
 
@@ -81,12 +82,13 @@ def _parse_iso(text: str, naive_zone: tzinfo | None) -> datetime | None:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         return None
-    if parsed.tzinfo is None:
-        try:
+    try:
+        if parsed.tzinfo is None:
             return _attach_zone(parsed, naive_zone)
-        except (OverflowError, ValueError):
-            return None
-    return parsed.astimezone(UTC)
+        return parsed.astimezone(UTC)
+    except (OverflowError, ValueError):
+        # Values at the very edge of the calendar cannot be converted: age unknown.
+        return None
 
 
 def utc_now() -> datetime:

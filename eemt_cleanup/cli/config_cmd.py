@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -65,7 +66,11 @@ def show(
     )
     values = _flatten(loaded.settings.model_dump())
     rows = [
-        {"key": key, "value": value, "source": loaded.sources.get(key, "default")}
+        {
+            "key": key,
+            "value": value if json_output or isinstance(value, str) else json.dumps(value),
+            "source": loaded.sources.get(key, "default"),
+        }
         for key, value in values.items()
     ]
     if loaded.force_dry_run_source:

@@ -145,7 +145,14 @@ def run(
         bool, typer.Option("--quiet", "-q", help="Print nothing unless something failed.")
     ] = False,
     debug: DebugOption = False,
-    trigger: Annotated[str, typer.Option("--trigger", hidden=True)] = "cli",
+    trigger: Annotated[
+        str,
+        typer.Option(
+            "--trigger",
+            metavar="LABEL",
+            help="Who started the run, recorded in the run log (cron, systemd, kubernetes...).",
+        ),
+    ] = "cli",
 ) -> None:
     from eemt_cleanup.config.loader import load_config
     from eemt_cleanup.engine import RunOptions
@@ -175,8 +182,17 @@ def run(
     raise typer.Exit(code)
 
 
-def execute(loaded: Any, options: Any, *, json_output: bool, verbose: bool, quiet: bool) -> int:
-    """Run the engine with the right output for this terminal; return the exit code."""
+def execute(
+    loaded: Any,
+    options: Any,
+    *,
+    json_output: bool,
+    verbose: bool,
+    quiet: bool,
+    rich: bool | None = None,
+) -> int:
+    """Run the engine with the right output for this terminal (or as ``rich`` says);
+    return the exit code."""
     from rich.console import Console
 
     from eemt_cleanup.engine import StopFlag, run_cleanup
@@ -191,22 +207,24 @@ def execute(loaded: Any, options: Any, *, json_output: bool, verbose: bool, quie
     from eemt_cleanup.report.json_out import dumps, report_to_dict
 
     settings = loaded.settings
+    if rich is None:
+        rich = use_rich() and not json_output and not quiet
     mode = OutputMode(
-        rich=use_rich() and not json_output and not quiet,
+        rich=rich,
         json=json_output,
         quiet=quiet,
         verbose=verbose,
         level=settings.logging.level,
     )
     log_file = None if options.dry_run else Path(loaded.roots.logs) / settings.logging.file
-    warning = configure_logging(mode, log_file)
+    console = Console() if mode.rich else None
+    warning = configure_logging(mode, log_file, console)
     if warning and not quiet:
         print(f"eemt-cleanup: warning: {warning}", file=sys.stderr)
     stop = StopFlag()
     previous = _install_signal_handlers(stop)
     try:
-        if mode.rich:
-            console = Console()
+        if console is not None:
             with progress_bar(console, options.dry_run) as events:
                 report = run_cleanup(loaded, options, events=events, stop=stop)
             render_report(console, report, verbose=verbose)

@@ -322,14 +322,48 @@ def _describe(error: ValidationError, sources: Mapping[str, str]) -> str:
     lines = []
     for problem in error.errors():
         key = ".".join(str(part) for part in problem["loc"])
-        message = problem["msg"].removeprefix("Value error, ")
-        if problem["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif problem["type"] not in ("value_error",):
-            message = f"{message}, got {problem.get('input')!r}"
-        source = sources.get(key) or _nearest_source(key, sources)
+        # A bad list item ("recipients.0") takes the source of its list.
+        named = ".".join(str(part) for part in problem["loc"] if not isinstance(part, int))
+        message = _plain_message(problem)
+        source = sources.get(named) or _nearest_source(named, sources)
         lines.append(f"{key}: {message}" + (f" (from {source})" if source else ""))
     return "invalid configuration: " + "; ".join(lines)
+
+
+_TYPE_WORDS = {
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "int_type": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "bool_type": "must be true or false",
+    "string_type": "must be text",
+    "list_type": "must be a list",
+    "model_type": "must be a section (a mapping of keys)",
+    "dict_type": "must be a section (a mapping of keys)",
+    "finite_number": "must be a finite number",
+}
+
+
+def _number(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _plain_message(problem: Any) -> str:
+    """Pydantic's error in an operator's words: ``must be >= 0, got -5``."""
+    kind, context = problem["type"], problem.get("ctx") or {}
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "value_error":
+        return str(problem["msg"]).removeprefix("Value error, ")
+    if kind == "greater_than_equal":
+        message = f"must be >= {_number(context.get('ge'))}"
+    elif kind == "less_than_equal":
+        message = f"must be <= {_number(context.get('le'))}"
+    elif kind == "literal_error":
+        message = f"must be one of {context.get('expected')}"
+    else:
+        message = _TYPE_WORDS.get(kind, str(problem["msg"]))
+    return f"{message}, got {problem.get('input')!r}"
 
 
 def _nearest_source(key: str, sources: Mapping[str, str]) -> str | None:

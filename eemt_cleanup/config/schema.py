@@ -93,9 +93,11 @@ class Schedule(Section):
 
     @field_validator("cron")
     @classmethod
-    def _five_fields(cls, value: str) -> str:
+    def _valid_cron(cls, value: str) -> str:
+        from croniter import croniter
+
         fields = value.strip().strip("'\"").split()
-        if len(fields) != 5:
+        if len(fields) != 5 or not croniter.is_valid(" ".join(fields)):
             raise ValueError(f"must be a five-field cron expression, got {value!r}")
         return " ".join(fields)
 
@@ -224,6 +226,11 @@ class Jobs(Section):
 
 
 class Logging(Section):
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
     level: LogLevel = Field(
         "INFO",
         description="DEBUG, INFO, WARNING, ERROR or CRITICAL: for the log file and plain output.",

@@ -39,8 +39,9 @@ def component(value: object, what: str, *, suffix: str = "") -> str:
     except UnicodeEncodeError:
         raise NameRefused(f"{what} {value!r} is not valid UTF-8") from None
     if len(encoded) > NAME_MAX:
+        named = f"{what} with {suffix!r} appended" if suffix else what
         raise NameRefused(
-            f"{what} is {len(encoded)} bytes long (a file name has at most {NAME_MAX})"
+            f"{named} is {len(encoded)} bytes long (a file name has at most {NAME_MAX})"
         )
     return name
 

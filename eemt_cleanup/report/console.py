@@ -13,9 +13,11 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+import humanize
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -64,8 +66,26 @@ class OutputMode:
     level: str = "INFO"
 
 
-def configure_logging(mode: OutputMode, log_file: Path | None) -> str | None:
-    """Attach the console and file handlers; return a warning when the log file is unusable."""
+class ConsolePrintHandler(logging.Handler):
+    """Log records printed through a Rich console, so they appear above a live progress bar."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__()
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        style = "red" if record.levelno >= logging.ERROR else "yellow"
+        self.console.print(self.format(record), style=style, markup=False, highlight=False)
+
+
+def configure_logging(
+    mode: OutputMode, log_file: Path | None, console: Console | None = None
+) -> str | None:
+    """Attach the console and file handlers; return a warning when the log file is unusable.
+
+    On a terminal (``console`` given) only warnings and errors are printed, through Rich;
+    otherwise plain lines go to stdout (stderr with ``--json``) at the configured level.
+    """
     logger = logging.getLogger(LOGGER)
     logger.handlers.clear()
     logger.setLevel(logging.DEBUG)
@@ -73,28 +93,31 @@ def configure_logging(mode: OutputMode, log_file: Path | None) -> str | None:
     level = logging.getLevelName(mode.level)
     if mode.quiet:
         console_level = logging.ERROR
+    elif console is not None:
+        console_level = logging.WARNING
     elif mode.verbose:
         console_level = logging.DEBUG
-    elif mode.rich:
-        console_level = logging.WARNING
     else:
         console_level = level
-    stream = sys.stderr if (mode.json or mode.rich) else sys.stdout
-    console = logging.StreamHandler(stream)
-    console.setLevel(console_level)
-    console.setFormatter(ConsoleFormatter())
-    logger.addHandler(console)
+    handler: logging.Handler
+    if console is not None:
+        handler = ConsolePrintHandler(console)
+    else:
+        handler = logging.StreamHandler(sys.stderr if mode.json else sys.stdout)
+    handler.setLevel(console_level)
+    handler.setFormatter(ConsoleFormatter())
+    logger.addHandler(handler)
     if log_file is None:
         return None
     try:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         # WatchedFileHandler reopens the file when logrotate moves it away.
-        handler = logging.handlers.WatchedFileHandler(log_file, encoding="utf-8")
+        file_handler = logging.handlers.WatchedFileHandler(log_file, encoding="utf-8")
     except OSError as error:
         return f"cannot write the log file {log_file}: {error.strerror}"
-    handler.setLevel(level)
-    handler.setFormatter(logging.Formatter(FILE_FORMAT, DATE_FORMAT))
-    logger.addHandler(handler)
+    file_handler.setLevel(level)
+    file_handler.setFormatter(logging.Formatter(FILE_FORMAT, DATE_FORMAT))
+    logger.addHandler(file_handler)
     return None
 
 
@@ -165,7 +188,8 @@ def status_table(report: RunReport) -> Table:
 def jobs_table(report: RunReport) -> Table:
     """Per job: id, status, age, paths, size, outcome."""
     table = Table(title="Jobs")
-    for header in ("Job", "Status", "Age (days)", "Paths", "Size", "Result"):
+    table.add_column("Job", no_wrap=True)
+    for header in ("Status", "Age (days)", "Paths", "Size", "Result"):
         table.add_column(header, justify="right" if header in ("Age (days)", "Size") else "left")
     for job in report.jobs:
         outcome = "errors" if job.errors else ("would clean" if report.dry_run else "cleaned")
@@ -175,11 +199,20 @@ def jobs_table(report: RunReport) -> Table:
             job.job_id,
             job.status,
             str(job.age_days),
-            "\n".join(job.paths) or "-",
+            " ".join(_short_path(path, job.job_id) for path in job.paths) or "-",
             human_size(job.bytes_freed),
             outcome,
         )
     return table
+
+
+def _short_path(path: str, job_id: str) -> str:
+    """``results/<id>/`` → ``results/``; the archive → ``archive``; an upload → ``upload``."""
+    if path.startswith("uploads/"):
+        return "upload"
+    if path.endswith("_results.zip"):
+        return "archive"
+    return path.replace(f"/{job_id}/", "/")
 
 
 def skipped_table(report: RunReport) -> Table:
@@ -203,14 +236,17 @@ def render_report(console: Console, report: RunReport, *, verbose: bool) -> None
     for error in report.errors:
         console.print(f"error: {error}", style="red", markup=False, highlight=False)
     verb = "Would free" if report.dry_run else "Freed"
-    console.print(
+    line = (
         f"{verb} {human_size(report.bytes_freed)} from {len(report.jobs)} jobs "
         f"({report.files_deleted} files); {report.retained} jobs within retention"
-        + (
-            f", next due {report.next_due_at.isoformat(timespec='minutes')}"
-            if report.next_due_at
-            else ""
-        ),
-        markup=False,
-        highlight=False,
     )
+    if report.next_due_at is not None:
+        line += f"; next due {describe_moment(report.next_due_at)}"
+    console.print(line, markup=False, highlight=False)
+
+
+def describe_moment(moment: datetime) -> str:
+    """``in 5 hours (2026-11-22 12:57 local)`` for people reading a table."""
+    delta = moment - datetime.now(UTC)
+    local = moment.astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    return f"{humanize.naturaltime(-delta)} ({local})"
