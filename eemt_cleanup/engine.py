@@ -249,6 +249,7 @@ class _Engine:
         conn = connect(database, readonly=self.dry_run)
         try:
             store = JobStore(conn, database, self.settings.jobs)
+            self._check_selected(store)
             if self.dry_run:
                 return self._run_unlocked(store, roots)
             holder = {
@@ -264,6 +265,12 @@ class _Engine:
                 return self._run_unlocked(store, roots)
         finally:
             conn.close()
+
+    def _check_selected(self, store: JobStore) -> None:
+        """Unknown ``--job`` ids are an input error, raised before anything is written."""
+        for job_id in self.options.job_ids:
+            if not store.by_id(job_id):
+                raise DatabaseError(f"--job {job_id}: no such job in {store.path}")
 
     def _migrate(self, conn: sqlite3.Connection, store: JobStore) -> None:
         columns = self.settings.jobs.columns
@@ -553,6 +560,11 @@ class _Engine:
             )
             work.skip(decision.upload_refused, attention=True, path=path)
         result.cleaned = not result.errors
+        if result.cleaned and not result.paths:
+            # Nothing left on disk (e.g. a crash after deleting, before marking): the mark
+            # still gets its audit row, so no cleaned job lacks an audit trail.
+            result.audit.append(AuditRow(decision.job_id, "no_data", None))
+            work.say(logging.INFO, f"Job {decision.job_id}: no data left on disk")
 
     def _recheck(self, store: JobStore, work: _JobWork) -> Decision | None:
         """Read the row again right before touching the job's data; None to leave it."""

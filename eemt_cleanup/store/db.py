@@ -65,11 +65,13 @@ def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
+        # COMMIT can fail too (a reader outlasting the busy timeout): never leave the
+        # transaction, and its write lock, open behind us.
+        conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
 
 
 def table_columns(conn: sqlite3.Connection, table: str) -> list[str]:
