@@ -236,6 +236,7 @@ class _Engine:
         )
         self.user = _current_user()
         self.selected: set[str] | None = None
+        self.deferred: set[str] = set()
         self._claimed_uploads: set[str] = set()
         self._claim_lock = threading.Lock()
         self._pending_audit: list[AuditRow] = []
@@ -386,10 +387,18 @@ class _Engine:
             else:
                 self._skip(decision, decision.reason or decision.verdict.value)
 
-    def _due_chunks(self, store: JobStore) -> Iterator[list[Decision]]:
+    def _due_chunks(
+        self, store: JobStore, pool: ThreadPoolExecutor, remover: Remover
+    ) -> Iterator[list[Decision]]:
         """Due decisions in chunks (oldest first within a chunk; the N oldest with --limit)."""
         chunk_size = max(PLAN_CHUNK_MINIMUM, 10 * self.settings.performance.batch_size)
-        due = (d for d in map(self._triage, self._candidates(store)) if d is not None)
+        due: Iterable[Decision] = (
+            d for d in map(self._triage, self._candidates(store)) if d is not None
+        )
+        if self.options.size_threshold is not None:
+            # Deferral is decided for every due job before any is touched, so a deferred job
+            # is not "in this run" when another job asks whether their shared upload may go.
+            due = self._defer_large(list(due), pool, remover, self.options.size_threshold)
         if self.options.limit is not None:
             chosen = heapq.nsmallest(self.options.limit, due, key=_due_order)
             self.selected = {str(d.row.job_id) for d in chosen}
@@ -403,6 +412,33 @@ class _Engine:
                 chunk = []
         if chunk:
             yield sorted(chunk, key=_due_order)
+
+    def _defer_large(
+        self, due: list[Decision], pool: ThreadPoolExecutor, remover: Remover, threshold: int
+    ) -> list[Decision]:
+        """Measure every due job; report and set aside those larger than ``threshold``."""
+        meter = Remover(
+            dry_run=True, protected=remover.protected, mount_points=remover.mount_points
+        )
+
+        def size_of(decision: Decision) -> int:
+            return sum(
+                meter.remove(self.root_fds[a.root], a.name, a.display, a.keep).bytes_freed
+                for a in decision.artifacts
+            )
+
+        kept = []
+        for decision, size in zip(due, pool.map(size_of, due), strict=True):
+            if size <= threshold:
+                kept.append(decision)
+                continue
+            self.deferred.add(str(decision.row.job_id))
+            self._skip(
+                decision,
+                f"deferred: {human_size(size)} is larger than the size threshold "
+                f"{human_size(threshold)}",
+            )
+        return kept
 
     def _triage(self, decision: Decision) -> Decision | None:
         """Keep due jobs; account for or report every other one."""
@@ -441,7 +477,7 @@ class _Engine:
         planned = 0
         batch_size = self.settings.performance.batch_size
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="eemt-clean") as pool:
-            for chunk in self._due_chunks(store):
+            for chunk in self._due_chunks(store, pool, remover):
                 planned += len(chunk)
                 self.events.planned(planned)
                 for start in range(0, len(chunk), batch_size):
@@ -531,8 +567,6 @@ class _Engine:
             if fresh is None:
                 return
             decision = work.decision = fresh
-        if self._too_large(remover, work):
-            return
         result = JobResult(
             decision.job_id, decision.status, decision.kind or FAILED, decision.age_days
         )
@@ -583,25 +617,6 @@ class _Engine:
             return None
         return fresh
 
-    def _too_large(self, remover: Remover, work: _JobWork) -> bool:
-        threshold = self.options.size_threshold
-        if threshold is None:
-            return False
-        measure = Remover(
-            dry_run=True, protected=remover.protected, mount_points=remover.mount_points
-        )
-        size = sum(
-            measure.remove(self.root_fds[a.root], a.name, a.display, a.keep).bytes_freed
-            for a in work.decision.artifacts
-        )
-        if size <= threshold:
-            return False
-        work.skip(
-            f"deferred: {human_size(size)} is larger than the size threshold "
-            f"{human_size(threshold)}"
-        )
-        return True
-
     def _may_delete_upload(self, store: JobStore, work: _JobWork, artifact: Artifact) -> bool:
         decision = work.decision
         blocker = policy_upload_blocker(
@@ -627,7 +642,10 @@ class _Engine:
         return False
 
     def _in_run(self, row: JobRow) -> bool:
-        return self.selected is None or str(row.job_id) in self.selected
+        job_id = str(row.job_id)
+        if job_id in self.deferred:
+            return False
+        return self.selected is None or job_id in self.selected
 
     def _apply(self, remover: Remover, artifact: Artifact, work: _JobWork) -> None:
         result = work.result

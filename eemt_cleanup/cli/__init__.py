@@ -12,7 +12,11 @@ from eemt_cleanup.cli.config_cmd import config_app
 app = typer.Typer(
     name="eemt-cleanup",
     help="Safe, fast, honest cleanup of EEMT web-interface job data past its retention.",
-    epilog="Start with:  eemt-cleanup run --dry-run    then    eemt-cleanup run\n\n"
+    epilog="Examples:\n\n"
+    "  eemt-cleanup run --dry-run                       # what would go, how much it frees\n\n"
+    "  eemt-cleanup run -c /srv/eemt/cleanup_config.yaml --quiet   # from cron\n\n"
+    "  eemt-cleanup status                              # disk use per status, what is due\n\n"
+    "  eemt-cleanup config init && eemt-cleanup config show\n\n"
     "Exit codes: 0 ok, 1 something failed, 2 bad input (nothing deleted), 75 locked.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import sys
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
@@ -18,23 +17,21 @@ from eemt_cleanup.cli.common import (
     ResultsOption,
     TempOption,
     UploadsOption,
-    fail,
     handle_errors,
     path_overrides,
 )
-from eemt_cleanup.errors import EXIT_USAGE
+from eemt_cleanup.errors import ConfigError
 
-RUN_HELP = """\
-Clean every job whose data is past retention: delete its results/<id>/ directory,
-results/<id>_results.zip, temp/<id>/ and its upload (unless another job still needs it),
-keep its database row, set data_cleaned_at and write audit rows.
-
-Pending, running and unknown-status jobs are never touched. Nothing outside the
-configured roots is ever deleted, symlinks are never followed, mount points never crossed.
-
-Exit codes: 0 done (or nothing to do), 1 finished but something failed, 2 usage,
-configuration or input error (nothing deleted), 75 another run holds the lock.
-"""
+RUN_HELP = (
+    "Clean every job whose data is past retention.\n\n"
+    "Deletes its results/<id>/ directory, results/<id>_results.zip, temp/<id>/ and its "
+    "upload (unless another job still needs it), keeps its database row, sets "
+    "data_cleaned_at and writes audit rows. Pending, running and unknown-status jobs are "
+    "never touched. Nothing outside the configured roots is ever deleted, symlinks are "
+    "never followed, mount points never crossed.\n\n"
+    "Exit codes: 0 done (or nothing to do), 1 finished but something failed, 2 usage, "
+    "configuration or input error (nothing deleted), 75 another run holds the lock."
+)
 
 RUN_EPILOG = """\
 Examples:
@@ -158,7 +155,7 @@ def run(
     from eemt_cleanup.engine import RunOptions
 
     if quiet and verbose:
-        raise fail("--quiet and --verbose contradict each other", EXIT_USAGE)
+        raise ConfigError("--quiet and --verbose contradict each other")
     loaded = load_config(
         config_path=config,
         overrides=_overrides(
@@ -218,9 +215,7 @@ def execute(
     )
     log_file = None if options.dry_run else Path(loaded.roots.logs) / settings.logging.file
     console = Console() if mode.rich else None
-    warning = configure_logging(mode, log_file, console)
-    if warning and not quiet:
-        print(f"eemt-cleanup: warning: {warning}", file=sys.stderr)
+    configure_logging(mode, log_file, console)
     stop = StopFlag()
     previous = _install_signal_handlers(stop)
     try:

@@ -276,6 +276,11 @@ def load_config(
         _set(tree, key, value)
         sources[key] = f"flag {flag}"
 
+    if sources["paths.logs"] == DEFAULT_SOURCE:
+        # With no logs path given anywhere, log beside the data, not in whatever directory
+        # cron happens to start in.
+        _set(tree, "paths.logs", os.path.join(os.path.dirname(tree["paths"]["database"]), "logs"))
+        sources["paths.logs"] = "default (beside paths.database)"
     settings = _validate(tree, sources)
     roots = resolve_roots(settings, sources, config_file)
     force, force_source = _forced_dry_run(environ)

@@ -18,7 +18,7 @@ import errno
 import os
 import stat
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,10 +114,14 @@ class Remover:
         dry_run: bool,
         protected: set[Inode] | None = None,
         mount_points: set[Inode] | None = None,
+        before_open: Callable[[int, str], None] | None = None,
     ) -> None:
         self.dry_run = dry_run
         self.protected = protected or set()
         self.mount_points = mount_points or set()
+        # Test hook: called with (parent fd, name) after a directory was listed and before it
+        # is opened, so tests can swap it for a symlink in exactly that window.
+        self.before_open = before_open
         self._links_lock = threading.Lock()
         self._links_seen: dict[Inode, int] = {}
         self._links_freed: set[Inode] = set()
@@ -219,6 +223,8 @@ class Remover:
         keep: frozenset[str],
     ) -> _Frame | None:
         """Open a directory entry without following links; None when it is not entered."""
+        if self.before_open is not None:
+            self.before_open(parent_fd, name)
         try:
             fd = os.open(name, DIRECTORY_FLAGS, dir_fd=parent_fd)
         except FileNotFoundError:

@@ -6,6 +6,7 @@ off a terminal every line is plain text, which is what cron mails.
 
 from __future__ import annotations
 
+import io
 import logging
 import logging.handlers
 import os
@@ -80,8 +81,8 @@ class ConsolePrintHandler(logging.Handler):
 
 def configure_logging(
     mode: OutputMode, log_file: Path | None, console: Console | None = None
-) -> str | None:
-    """Attach the console and file handlers; return a warning when the log file is unusable.
+) -> None:
+    """Attach the console and file handlers.
 
     On a terminal (``console`` given) only warnings and errors are printed, through Rich;
     otherwise plain lines go to stdout (stderr with ``--json``) at the configured level.
@@ -90,6 +91,8 @@ def configure_logging(
     logger.handlers.clear()
     logger.setLevel(logging.DEBUG)
     logger.propagate = False
+    # A closed pipe (``... | head``) must not print logging tracebacks.
+    logging.raiseExceptions = False
     level = logging.getLevelName(mode.level)
     if mode.quiet:
         console_level = logging.ERROR
@@ -107,18 +110,42 @@ def configure_logging(
     handler.setLevel(console_level)
     handler.setFormatter(ConsoleFormatter())
     logger.addHandler(handler)
-    if log_file is None:
-        return None
-    try:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        # WatchedFileHandler reopens the file when logrotate moves it away.
-        file_handler = logging.handlers.WatchedFileHandler(log_file, encoding="utf-8")
-    except OSError as error:
-        return f"cannot write the log file {log_file}: {error.strerror}"
-    file_handler.setLevel(level)
-    file_handler.setFormatter(logging.Formatter(FILE_FORMAT, DATE_FORMAT))
-    logger.addHandler(file_handler)
-    return None
+    if log_file is not None:
+        file_handler = LogFileHandler(log_file)
+        file_handler.setLevel(level)
+        file_handler.setFormatter(logging.Formatter(FILE_FORMAT, DATE_FORMAT))
+        logger.addHandler(file_handler)
+
+
+class LogFileHandler(logging.handlers.WatchedFileHandler):
+    """The log file: reopened when logrotate moves it (WatchedFileHandler), and opened — its
+    directory created — only at the first record, so a run refused before it starts (bad
+    input, exit 2) leaves no file behind. A file that cannot be written costs one warning on
+    stderr, never the run."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, encoding="utf-8", delay=True)
+        self.failed = False
+
+    def _open(self) -> io.TextIOWrapper:
+        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        return super()._open()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.failed:
+            return
+        try:
+            if self.stream is None:
+                self.stream = self._open()
+        except OSError as error:
+            self.failed = True
+            print(
+                f"eemt-cleanup: warning: cannot write the log file {self.baseFilename}: "
+                f"{error.strerror}",
+                file=sys.stderr,
+            )
+            return
+        super().emit(record)
 
 
 def close_logging() -> None:

@@ -62,8 +62,32 @@ def test_defaults_apply_when_nothing_is_given(tmp_path: Path) -> None:
     assert loaded.force_dry_run_source is None
     assert value(loaded, HOURS) == 168
     assert value(loaded, "retention.failed_jobs.hours") == 12
+    assert loaded.sources.pop("paths.logs") == "default (beside paths.database)"
     assert set(loaded.sources.values()) == {"default"}
     assert loaded.sources[HOURS] == "default"
+
+
+@pytest.mark.usefixtures("no_system_config")
+def test_default_logs_directory_is_beside_the_database_not_the_working_directory(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "srv"
+    data.mkdir()
+    loaded = load(tmp_path, overrides={"paths.database": (str(data / "jobs.db"), "--db-path")})
+    assert loaded.settings.paths.logs == str(data / "logs")
+    assert loaded.roots.logs == data / "logs"
+
+
+@pytest.mark.usefixtures("no_system_config")
+def test_logs_directory_given_explicitly_is_used_as_given(tmp_path: Path) -> None:
+    environ = {"EEMT_DB_PATH": str(tmp_path / "srv" / "jobs.db")}
+    loaded = load(
+        tmp_path,
+        environ=environ,
+        overrides={"paths.logs": (str(tmp_path / "var-log"), "--logs-dir")},
+    )
+    assert loaded.roots.logs == tmp_path / "var-log"
+    assert loaded.sources["paths.logs"] == "flag --logs-dir"
 
 
 @pytest.mark.usefixtures("no_system_config")
