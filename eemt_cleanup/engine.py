@@ -306,10 +306,20 @@ class _Engine:
         return self._finish(store)
 
     def _open_roots(self, roots: dict[str, Path]) -> None:
+        """Open each root once; all deletion is relative to these descriptors."""
         for key, path in roots.items():
-            self.root_fds[key] = os.open(
-                path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-            )
+            try:
+                # Resolved at start: if the path turned into a symlink since, refuse it.
+                self.root_fds[key] = os.open(
+                    path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+                )
+            except OSError as error:
+                for fd in self.root_fds.values():
+                    os.close(fd)
+                self.root_fds.clear()
+                raise ConfigError(
+                    f"paths.{key}: cannot open the root {path}: {error.strerror}"
+                ) from None
 
     def _protected(self, roots: dict[str, Path]) -> set[tuple[int, int]]:
         paths: list[Path] = [
