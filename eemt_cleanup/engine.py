@@ -31,6 +31,7 @@ from eemt_cleanup.errors import (
     ConfigError,
     DatabaseError,
 )
+from eemt_cleanup.fs.pool import Deleter, make_deleter
 from eemt_cleanup.fs.remove import Remover, mount_points_under
 from eemt_cleanup.humanize_size import human_size
 from eemt_cleanup.lock import RunLock, lock_path_for
@@ -241,6 +242,7 @@ class _Engine:
         self._claim_lock = threading.Lock()
         self._pending_audit: list[AuditRow] = []
         self.root_fds: dict[str, int] = {}
+        self.deleter: Deleter
 
     # -- the run -----------------------------------------------------------------------
 
@@ -290,6 +292,7 @@ class _Engine:
             protected=self._protected(roots),
             mount_points=mount_points_under(roots.values()),
         )
+        self.deleter = make_deleter(roots, self.root_fds, remover, self._workers())
         try:
             self._start_log(store)
             self._log_start()
@@ -300,10 +303,15 @@ class _Engine:
             self.report.errors.append(f"database error, run stopped early: {error}")
             log.error("Database error, run stopped early: %s", error)
         finally:
+            self.deleter.close()
             for fd in self.root_fds.values():
                 os.close(fd)
             store.close()
         return self._finish(store)
+
+    def _workers(self) -> int:
+        performance = self.settings.performance
+        return performance.max_workers if performance.parallel_delete else 1
 
     def _open_roots(self, roots: dict[str, Path]) -> None:
         """Open each root once; all deletion is relative to these descriptors."""
@@ -481,9 +489,7 @@ class _Engine:
     # -- processing --------------------------------------------------------------------
 
     def _process(self, store: JobStore, remover: Remover) -> None:
-        workers = self.settings.performance.max_workers
-        if not self.settings.performance.parallel_delete:
-            workers = 1
+        workers = self._workers()
         planned = 0
         batch_size = self.settings.performance.batch_size
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="eemt-clean") as pool:
@@ -660,9 +666,7 @@ class _Engine:
     def _apply(self, remover: Remover, artifact: Artifact, work: _JobWork) -> None:
         result = work.result
         assert result is not None
-        tally = remover.remove(
-            self.root_fds[artifact.root], artifact.name, artifact.display, artifact.keep
-        )
+        tally = self.deleter.remove(artifact.root, artifact.name, artifact.display, artifact.keep)
         if not tally.existed:
             return
         result.paths.append(artifact.display)

@@ -41,8 +41,13 @@ CREATE TABLE jobs (
 
 
 @pytest.fixture(autouse=True)
-def deletion_guard_on(tmp_path: Path) -> Iterator[None]:
-    """Every test runs with unlink/rmdir refused outside its own tmp_path."""
+def deletion_guard_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test runs with unlink/rmdir refused outside its own tmp_path: in this process,
+    and (through the environment) in every process it starts, such as deletion workers."""
+    monkeypatch.setenv(deletion_guard.ENV_ALLOWED, str(tmp_path))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(GUARD_DIR), os.environ.get("PYTHONPATH")]))
+    )
     deletion_guard.install([str(tmp_path)])
     try:
         yield

@@ -19,6 +19,7 @@ import os
 import stat
 import threading
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,14 +116,18 @@ class Remover:
         protected: set[Inode] | None = None,
         mount_points: set[Inode] | None = None,
         before_open: Callable[[int, str], None] | None = None,
+        links_lock: AbstractContextManager[object] | None = None,
     ) -> None:
         self.dry_run = dry_run
         self.protected = protected or set()
+        # Devices holding a protected inode: files elsewhere skip the per-file set lookup.
+        self.protected_devices = frozenset(device for device, _inode in self.protected)
         self.mount_points = mount_points or set()
         # Test hook: called with (parent fd, name) after a directory was listed and before it
         # is opened, so tests can swap it for a symlink in exactly that window.
         self.before_open = before_open
-        self._links_lock = threading.Lock()
+        self._links_guard = threading.Lock()
+        self.links_lock: AbstractContextManager[object] = links_lock or self._links_guard
         self._links_seen: dict[Inode, int] = {}
         self._links_freed: set[Inode] = set()
 
@@ -187,7 +192,7 @@ class Remover:
         if info.st_nlink <= 1:
             return info.st_blocks * BLOCK
         key = (info.st_dev, info.st_ino)
-        with self._links_lock:
+        with self._links_guard:
             seen = self._links_seen.get(key, 0) + 1
             self._links_seen[key] = seen
             if seen == info.st_nlink:
@@ -196,13 +201,16 @@ class Remover:
 
     def _unlink_linked(self, dir_fd: int, name: str, info: os.stat_result) -> int:
         # Hold the inode through an O_PATH descriptor across the unlink, then ask it how many
-        # links remain: only the unlink that leaves none frees the blocks, counted once.
+        # links remain: only the unlink that leaves none frees the blocks. Unlink and check
+        # happen under one lock (shared with the other deletion processes), so two links of
+        # one inode removed at the same moment cannot both see zero.
         handle = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
         try:
-            os.unlink(name, dir_fd=dir_fd)
-            with self._links_lock:
+            with self.links_lock:
+                os.unlink(name, dir_fd=dir_fd)
                 after = os.fstat(handle)
-                key = (info.st_dev, info.st_ino)
+            key = (info.st_dev, info.st_ino)
+            with self._links_guard:
                 if after.st_nlink == 0 and key not in self._links_freed:
                     self._links_freed.add(key)
                     return after.st_blocks * BLOCK
@@ -272,7 +280,12 @@ class Remover:
             self._remove_file(parent_fd, name, display, info, tally)
 
     def _scan(self, frame: _Frame, tally: Tally) -> list[str]:
-        """Unlink (or measure) every non-directory entry; return the subdirectory names."""
+        """Unlink (or measure) every non-directory entry; return the subdirectory names.
+
+        This loop runs once per file, so the common case (a regular file with one link, not
+        protected) is handled inline: one ``lstat`` from the directory entry, one
+        ``unlinkat``; everything unusual goes through :meth:`_remove_file`.
+        """
         subdirs: list[str] = []
         try:
             entries = os.scandir(frame.fd)
@@ -280,28 +293,45 @@ class Remover:
             tally.errors.append(f"{frame.display}: {error.strerror}")
             frame.blocked = True
             return subdirs
+        fd, keep, fast = frame.fd, frame.keep, not self.dry_run
+        protected_devices = self.protected_devices
+        unlink = os.unlink
+        freed = files = 0
         with entries:
             for entry in entries:
                 name = entry.name
-                if name in frame.keep:
+                if keep and name in keep:
                     tally.kept.append(frame.display + name)
                     frame.blocked = True
                     continue
                 try:
-                    is_dir = entry.is_dir(follow_symlinks=False)
-                    info = None if is_dir else entry.stat(follow_symlinks=False)
+                    if entry.is_dir(follow_symlinks=False):
+                        subdirs.append(name)
+                        continue
+                    info = entry.stat(follow_symlinks=False)
                 except FileNotFoundError:
                     continue
                 except OSError as error:
                     tally.errors.append(f"{frame.display}{name}: {error.strerror}")
                     frame.blocked = True
                     continue
-                if info is None:
-                    subdirs.append(name)
-                else:
-                    before = len(tally.errors)
-                    self._remove_file(frame.fd, name, frame.display + name, info, tally)
-                    frame.blocked |= len(tally.errors) > before
+                if fast and info.st_nlink == 1 and info.st_dev not in protected_devices:
+                    try:
+                        unlink(name, dir_fd=fd)
+                    except FileNotFoundError:
+                        continue
+                    except OSError as error:
+                        tally.errors.append(f"{frame.display}{name}: {error.strerror}")
+                        frame.blocked = True
+                        continue
+                    freed += info.st_blocks
+                    files += 1
+                    continue
+                before = len(tally.errors)
+                self._remove_file(fd, name, frame.display + name, info, tally)
+                frame.blocked |= len(tally.errors) > before
+        tally.bytes_freed += freed * BLOCK
+        tally.files_deleted += files
         return subdirs
 
     def _remove_tree(
