@@ -7,17 +7,22 @@ import typer
 
 from eemt_cleanup import __version__
 from eemt_cleanup.cli import info_cmds, run_cmd
+from eemt_cleanup.cli.common import examples
 from eemt_cleanup.cli.config_cmd import config_app
 
 app = typer.Typer(
     name="eemt-cleanup",
     help="Safe, fast, honest cleanup of EEMT web-interface job data past its retention.",
-    epilog="Examples:\n\n"
-    "  eemt-cleanup run --dry-run                       # what would go, how much it frees\n\n"
-    "  eemt-cleanup run -c /srv/eemt/cleanup_config.yaml --quiet   # from cron\n\n"
-    "  eemt-cleanup status                              # disk use per status, what is due\n\n"
-    "  eemt-cleanup config init && eemt-cleanup config show\n\n"
-    "Exit codes: 0 ok, 1 something failed, 2 bad input (nothing deleted), 75 locked.",
+    epilog=examples(
+        "eemt-cleanup run --dry-run                     # what would go, how much it frees",
+        "eemt-cleanup run                               # clean it",
+        "eemt-cleanup run -c /srv/eemt/cleanup_config.yaml --quiet   # from cron",
+        "eemt-cleanup status                            # disk use per status, what is due",
+        "eemt-cleanup config init && eemt-cleanup config show",
+        after="Exit codes: 0 ok, 1 something failed, 2 bad input (nothing deleted), 75 locked.",
+    ),
+    # Plain help: it needs neither Rich nor Markdown, so --help starts fast.
+    rich_markup_mode=None,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},

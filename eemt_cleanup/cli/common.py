@@ -54,6 +54,12 @@ DebugOption = Annotated[
 ]
 
 
+def examples(*lines: str, after: str = "") -> str:
+    """An epilog of example command lines, kept verbatim by the help formatter (``\b``)."""
+    text = "Examples:\n\n\b\n" + "\n".join(f"  {line}" for line in lines)
+    return text + (f"\n\n{after}" if after else "")
+
+
 def path_overrides(
     db_path: str | None, uploads_dir: str | None, results_dir: str | None, temp_dir: str | None
 ) -> dict[str, tuple[Any, str]]:

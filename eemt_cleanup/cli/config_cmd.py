@@ -17,6 +17,7 @@ from eemt_cleanup.cli.common import (
     ResultsOption,
     TempOption,
     UploadsOption,
+    examples,
     fail,
     handle_errors,
     path_overrides,
@@ -26,9 +27,12 @@ from eemt_cleanup.errors import EXIT_USAGE
 config_app = typer.Typer(
     help="Show, check or write the configuration.",
     no_args_is_help=True,
-    epilog="Examples:\n\n  eemt-cleanup config show\n\n"
-    "  eemt-cleanup config validate /etc/eemt-cleanup/cleanup_config.yaml\n\n"
-    "  eemt-cleanup config init /srv/eemt/cleanup_config.yaml",
+    epilog=examples(
+        "eemt-cleanup config show",
+        "eemt-cleanup config validate /etc/eemt-cleanup/cleanup_config.yaml",
+        "eemt-cleanup config init /srv/eemt/cleanup_config.yaml",
+    ),
+    rich_markup_mode=None,
 )
 
 
@@ -44,8 +48,10 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 @config_app.command(
     "show",
-    epilog="Examples:\n\n  eemt-cleanup config show\n\n"
-    "  EEMT_FAILED_RETENTION_HOURS=24 eemt-cleanup config show --json",
+    epilog=examples(
+        "eemt-cleanup config show",
+        "EEMT_FAILED_RETENTION_HOURS=24 eemt-cleanup config show --json",
+    ),
 )
 @handle_errors(json_arg="json_output")
 def show(
@@ -89,8 +95,10 @@ def show(
 
 @config_app.command(
     "validate",
-    epilog="Examples:\n\n  eemt-cleanup config validate\n\n"
-    "  eemt-cleanup config validate ./cleanup_config.yaml",
+    epilog=examples(
+        "eemt-cleanup config validate",
+        "eemt-cleanup config validate ./cleanup_config.yaml",
+    ),
 )
 @handle_errors()
 def validate(
@@ -121,8 +129,10 @@ def validate(
 
 @config_app.command(
     "init",
-    epilog="Examples:\n\n  eemt-cleanup config init\n\n"
-    "  eemt-cleanup config init /etc/eemt-cleanup/cleanup_config.yaml --force",
+    epilog=examples(
+        "eemt-cleanup config init",
+        "eemt-cleanup config init /etc/eemt-cleanup/cleanup_config.yaml --force",
+    ),
 )
 @handle_errors()
 def init(

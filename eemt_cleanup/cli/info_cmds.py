@@ -15,46 +15,33 @@ from eemt_cleanup.cli.common import (
     ResultsOption,
     TempOption,
     UploadsOption,
+    examples,
     handle_errors,
     path_overrides,
 )
 from eemt_cleanup.errors import ConfigError
 
-STATUS_EPILOG = """\
-Examples:
+STATUS_EPILOG = examples(
+    "eemt-cleanup status                 # measure per status, store data_size_mb",
+    "eemt-cleanup status --no-measure    # counts and due dates only (fast)",
+    "eemt-cleanup status --json | jq .due_now",
+)
 
-  eemt-cleanup status                 # measure, per status, and store data_size_mb
+HISTORY_EPILOG = examples(
+    "eemt-cleanup history                # the last 20 runs",
+    "eemt-cleanup history --limit 5 --json",
+)
 
-  eemt-cleanup status --no-measure    # counts and due dates only (fast)
-
-  eemt-cleanup status --json | jq .due_now
-"""
-
-HISTORY_EPILOG = """\
-Examples:
-
-  eemt-cleanup history                # the last 20 runs
-
-  eemt-cleanup history --limit 5 --json
-"""
-
-AUDIT_EPILOG = """\
-Examples:
-
-  eemt-cleanup audit --job 3f2a9c1e-...            # everything done to one job
-
-  eemt-cleanup audit --since 7d --action refused   # refusals of the last week
-
-  eemt-cleanup audit --since 2026-11-01 --json
-"""
+AUDIT_EPILOG = examples(
+    "eemt-cleanup audit --job 3f2a9c1e-...            # everything done to one job",
+    "eemt-cleanup audit --since 7d --action refused   # refusals of the last week",
+    "eemt-cleanup audit --since 2026-11-01 --json",
+)
 
 
 def _render(rows: list[dict[str, Any]], title: str, columns: list[str], json_output: bool) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    from eemt_cleanup.report.console import use_rich
     from eemt_cleanup.report.json_out import dumps
+    from eemt_cleanup.report.logs import use_rich
 
     if json_output:
         print(dumps(rows))
@@ -64,6 +51,9 @@ def _render(rows: list[dict[str, Any]], title: str, columns: list[str], json_out
         for row in rows:
             print("\t".join("" if row.get(c) is None else str(row.get(c)) for c in columns))
         return
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title=title)
     for column in columns:
         table.add_column(column)

@@ -17,6 +17,7 @@ from eemt_cleanup.cli.common import (
     ResultsOption,
     TempOption,
     UploadsOption,
+    examples,
     handle_errors,
     path_overrides,
 )
@@ -33,19 +34,13 @@ RUN_HELP = (
     "configuration or input error (nothing deleted), 75 another run holds the lock."
 )
 
-RUN_EPILOG = """\
-Examples:
-
-  eemt-cleanup run --dry-run            # what would go, and how much space it frees
-
-  eemt-cleanup run -c /srv/eemt/cleanup_config.yaml --quiet    # from cron
-
-  eemt-cleanup run --failed-retention 24 --json    # keep failed jobs a day; JSON out
-
-  eemt-cleanup run --job 3f2a... --job 9b1c... -v  # only these jobs (still by policy)
-
-  EEMT_CLEANUP_DRY_RUN=true eemt-cleanup run       # forced dry run
-"""
+RUN_EPILOG = examples(
+    "eemt-cleanup run --dry-run             # what would go, and how much space it frees",
+    "eemt-cleanup run -c /srv/eemt/cleanup_config.yaml --quiet     # from cron",
+    "eemt-cleanup run --failed-retention 24 --json     # keep failed jobs a day; JSON out",
+    "eemt-cleanup run --job 3f2a... --job 9b1c... -v   # only these jobs (still by policy)",
+    "EEMT_CLEANUP_DRY_RUN=true eemt-cleanup run        # forced dry run",
+)
 
 
 def _overrides(
@@ -103,7 +98,10 @@ def run(
     workers: Annotated[
         int | None,
         typer.Option(
-            "--workers", metavar="N", show_default=False, help="Deleting threads (default 4)."
+            "--workers",
+            metavar="N",
+            show_default=False,
+            help="Parallel deletion workers (default 4).",
         ),
     ] = None,
     batch_size: Annotated[
@@ -190,18 +188,8 @@ def execute(
 ) -> int:
     """Run the engine with the right output for this terminal (or as ``rich`` says);
     return the exit code."""
-    from rich.console import Console
-
     from eemt_cleanup.engine import StopFlag, run_cleanup
-    from eemt_cleanup.report.console import (
-        OutputMode,
-        close_logging,
-        configure_logging,
-        progress_bar,
-        render_report,
-        use_rich,
-    )
-    from eemt_cleanup.report.json_out import dumps, report_to_dict
+    from eemt_cleanup.report.logs import OutputMode, close_logging, configure_logging, use_rich
 
     settings = loaded.settings
     if rich is None:
@@ -214,18 +202,26 @@ def execute(
         level=settings.logging.level,
     )
     log_file = None if options.dry_run else Path(loaded.roots.logs) / settings.logging.file
-    console = Console() if mode.rich else None
+    console = None
+    if mode.rich:
+        from rich.console import Console
+
+        console = Console()
     configure_logging(mode, log_file, console)
     stop = StopFlag()
     previous = _install_signal_handlers(stop)
     try:
         if console is not None:
+            from eemt_cleanup.report.tables import progress_bar, render_report
+
             with progress_bar(console, options.dry_run) as events:
                 report = run_cleanup(loaded, options, events=events, stop=stop)
             render_report(console, report, verbose=verbose)
         else:
             report = run_cleanup(loaded, options, stop=stop)
         if json_output:
+            from eemt_cleanup.report.json_out import dumps, report_to_dict
+
             print(dumps(report_to_dict(report)))
         return report.exit_code
     finally:

@@ -7,11 +7,14 @@ position), and create our own tables and indexes.
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
-
-from sqlite_utils import Database, Migrations
+from typing import TYPE_CHECKING, Any
 
 from eemt_cleanup.store.db import CLEANED_COLUMN, SIZE_COLUMN, table_columns
+
+if TYPE_CHECKING:
+    from sqlite_utils import Migrations
+
+MIGRATIONS_TABLE = "_sqlite_migrations"
 
 AUDIT_TABLE = "cleanup_audit"
 LOG_TABLE = "cleanup_log"
@@ -62,9 +65,26 @@ def _ensure_table(conn: sqlite3.Connection, table: str, columns: dict[str, str])
         _append_columns(conn, table, columns)
 
 
+def set_name(jobs_table: str) -> str:
+    return f"eemt_cleanup:{jobs_table}"
+
+
+def migration_names(status: str, dem_filename: str) -> list[str]:
+    """Every migration of the set, in order (what ``migrate`` checks without sqlite-utils)."""
+    return [
+        "001_append_cleanup_columns",
+        "002_cleanup_audit",
+        "003_cleanup_log",
+        f"004_due_index_{status}",
+        f"005_upload_index_{dem_filename}",
+    ]
+
+
 def build_migrations(jobs_table: str) -> Migrations:
     """The migration set for one jobs table (its name is part of the set's name)."""
-    migrations = Migrations(f"eemt_cleanup:{jobs_table}")
+    from sqlite_utils import Migrations
+
+    migrations = Migrations(set_name(jobs_table))
 
     @migrations(name="001_append_cleanup_columns")
     def append_cleanup_columns(db: Any) -> None:
@@ -112,8 +132,25 @@ def due_index_migration(
         )
 
 
+def applied(conn: sqlite3.Connection, jobs_table: str) -> set[str]:
+    """Names already applied in this database (empty before the first migration)."""
+    if not table_columns(conn, MIGRATIONS_TABLE):
+        return set()
+    rows = conn.execute(
+        f"SELECT name FROM {MIGRATIONS_TABLE} WHERE migration_set = ?", (set_name(jobs_table),)
+    )
+    return {row[0] for row in rows}
+
+
 def migrate(conn: sqlite3.Connection, jobs_table: str, status: str, dem_filename: str) -> None:
-    """Apply every pending migration, each in its own short transaction."""
+    """Apply every pending migration, each in its own short transaction.
+
+    A database that has them all is recognised with one query, without loading sqlite-utils.
+    """
+    if set(migration_names(status, dem_filename)) <= applied(conn, jobs_table):
+        return
+    from sqlite_utils import Database
+
     migrations = build_migrations(jobs_table)
     due_index_migration(migrations, jobs_table, status, dem_filename)
     db = Database(conn)
