@@ -599,7 +599,9 @@ class _Engine:
                 f"Cleaning job {decision.job_id} ({decision.status}, {decision.age_days} days old)",
             )
         for artifact in decision.artifacts:
-            if artifact.root == "uploads" and not self._may_delete_upload(store, work, artifact):
+            if artifact.root == "uploads" and (
+                not self._exists(artifact) or not self._may_delete_upload(store, work, artifact)
+            ):
                 continue
             self._apply(remover, artifact, work)
         if decision.upload_refused:
@@ -656,6 +658,16 @@ class _Engine:
         work.skips.append(Skip(decision.job_id, blocker, decision.status, artifact.display))
         work.say(logging.INFO, f"Kept {artifact.display} (job {decision.job_id}): {blocker}")
         return False
+
+    def _exists(self, artifact: Artifact) -> bool:
+        """Whether the entry is there (so a missing upload costs no reference query)."""
+        try:
+            os.stat(artifact.name, dir_fd=self.root_fds[artifact.root], follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return True  # let the removal report what is wrong with it
+        return True
 
     def _in_run(self, row: JobRow) -> bool:
         job_id = str(row.job_id)

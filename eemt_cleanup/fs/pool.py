@@ -25,6 +25,8 @@ from eemt_cleanup.fs.remove import DIRECTORY_FLAGS, Inode, Remover, Tally
 from eemt_cleanup.fs.worker import FlockLock, read_message, write_message
 
 SPLIT_DEPTH = 3
+# A flat directory with at most this many entries is removed in the calling thread.
+SMALL_TREE = 64
 _STOP = None
 
 
@@ -153,6 +155,8 @@ class ProcessDeleter:
         if not stat.S_ISDIR(info.st_mode):
             return self.remover.remove(self.root_fds[root], name, display, keep)
         subtasks = self._split(root, name)
+        if subtasks is None:
+            return self.remover.remove(self.root_fds[root], name, display, keep)
         parts = [
             self._submit(root, [name, *path], display + "/".join(path) + "/", frozenset())
             for path in subtasks
@@ -163,15 +167,19 @@ class ProcessDeleter:
         _merge(tally, self._submit(root, [name], display, keep).result())
         return tally
 
-    def _split(self, root: str, name: str) -> list[list[str]]:
-        """Subdirectory paths worth a task each, or [] when the tree is better left whole.
+    def _split(self, root: str, name: str) -> list[list[str]] | None:
+        """Subdirectory paths worth a task each; [] to send the tree whole; None when the
+        tree is so small (no subdirectory, few entries) that a round trip to a worker would
+        cost more than removing it here.
 
         Listing only reads names and d_type; every check that matters is made again by the
-        worker that opens the path, one level at a time.
+        process that opens the path, one level at a time.
         """
         path: list[str] = []
-        for _level in range(SPLIT_DEPTH):
-            subdirs = self._subdirectories(root, [name, *path])
+        for level in range(SPLIT_DEPTH):
+            subdirs, entries = self._subdirectories(root, [name, *path])
+            if level == 0 and not subdirs and entries <= SMALL_TREE:
+                return None
             if len(subdirs) >= 2:
                 return [[*path, sub] for sub in subdirs]
             if len(subdirs) != 1:
@@ -179,17 +187,23 @@ class ProcessDeleter:
             path.append(subdirs[0])
         return []
 
-    def _subdirectories(self, root: str, path: list[str]) -> list[str]:
+    def _subdirectories(self, root: str, path: list[str]) -> tuple[list[str], int]:
+        """(subdirectory names, number of entries) of a directory inside ``root``."""
         opened: list[int] = []
         try:
             parent = self.root_fds[root]
             for component in path:
                 parent = os.open(component, DIRECTORY_FLAGS, dir_fd=parent)
                 opened.append(parent)
+            subdirs, count = [], 0
             with os.scandir(parent) as entries:
-                return [entry.name for entry in entries if entry.is_dir(follow_symlinks=False)]
+                for entry in entries:
+                    count += 1
+                    if entry.is_dir(follow_symlinks=False):
+                        subdirs.append(entry.name)
+            return subdirs, count
         except OSError:
-            return []
+            return [], 0
         finally:
             for fd in opened:
                 os.close(fd)

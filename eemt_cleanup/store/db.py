@@ -153,34 +153,39 @@ class JobStore:
         rowid, a page at a time (no cursor stays open between pages)."""
         status = self.jobs.columns.status
         for value in statuses:
-            last = -(2**63)
-            while True:
-                page = self._rows(
-                    self.conn,
-                    f'"{status}" = ? AND {self._not_cleaned} AND rowid > ? ORDER BY rowid LIMIT ?',
-                    (value, last, page_size),
-                )
-                yield from page
-                if len(page) < page_size:
-                    break
-                last = page[-1].rowid
+            yield from self._pages(f'"{status}" = ?', (value,), page_size)
 
-    def iter_unknown(self, known: Sequence[str], page_size: int = 1000) -> Iterator[JobRow]:
-        """Stream not-yet-cleaned jobs whose status is in none of the configured groups."""
-        status = self.jobs.columns.status
-        marks = ", ".join("?" * len(known))
+    def _pages(self, where: str, params: Sequence[Any], page_size: int) -> Iterator[JobRow]:
+        """Not-yet-cleaned rows matching ``where``, keyset-paginated on rowid."""
         last = -(2**63)
         while True:
             page = self._rows(
                 self.conn,
-                f'("{status}" IS NULL OR "{status}" NOT IN ({marks})) AND '
-                f"{self._not_cleaned} AND rowid > ? ORDER BY rowid LIMIT ?",
-                (*known, last, page_size),
+                f"{where} AND {self._not_cleaned} AND rowid > ? ORDER BY rowid LIMIT ?",
+                (*params, last, page_size),
             )
             yield from page
             if len(page) < page_size:
-                break
+                return
             last = page[-1].rowid
+
+    def iter_unknown(self, known: Sequence[str], page_size: int = 1000) -> Iterator[JobRow]:
+        """Stream not-yet-cleaned jobs whose status is in none of the configured groups.
+
+        The distinct statuses of not-yet-cleaned jobs come from the partial due index (a
+        ``NOT IN`` over the table would make SQLite scan every row, cleaned ones included);
+        each unknown one is then streamed like a known one.
+        """
+        status = self.jobs.columns.status
+        values = self.conn.execute(
+            f'SELECT DISTINCT "{status}" FROM "{self.jobs.table}" WHERE {self._not_cleaned}'
+        ).fetchall()
+        unknown = [value for (value,) in values if value not in known]
+        for value in unknown:
+            if value is None:
+                yield from self._pages(f'"{status}" IS NULL', (), page_size)
+            else:
+                yield from self._pages(f'"{status}" = ?', (value,), page_size)
 
     def by_id(self, job_id: Any) -> list[JobRow]:
         """The row(s) with this id, read on the main connection."""
