@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 from types import FrameType
@@ -231,8 +232,12 @@ def execute(
 
 def _install_signal_handlers(stop: Any) -> dict[int, Any]:
     def request(signal_number: int, _frame: FrameType | None) -> None:
-        if stop.requested:  # a second signal: stop now, the next run completes the work
-            raise SystemExit(128 + signal_number)
+        if stop.requested:
+            # A second signal means "now": no waiting for the job in hand. Every state a
+            # kill can leave is one the next run completes (data goes before its mark, the
+            # open transaction is rolled back, the lock dies with us, workers die with us).
+            os.write(2, b"eemt-cleanup: second signal: stopping now; the next run finishes\n")
+            os._exit(128 + signal_number)
         stop.request(signal_number)
 
     previous: dict[int, Any] = {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
-from eemt_cleanup.store.db import CLEANED_COLUMN, SIZE_COLUMN, table_columns
+from eemt_cleanup.store.db import CLEANED_COLUMN, SIZE_COLUMN, table_columns, write_transaction
 
 if TYPE_CHECKING:
     from sqlite_utils import Migrations
@@ -154,5 +154,9 @@ def migrate(conn: sqlite3.Connection, jobs_table: str, status: str, dem_filename
     migrations = build_migrations(jobs_table)
     due_index_migration(migrations, jobs_table, status, dem_filename)
     db = Database(conn)
-    if migrations.pending(db):
-        migrations.apply(db)
+    # One BEGIN IMMEDIATE around all of them: sqlite-utils would start each with a deferred
+    # BEGIN, and a deferred transaction that reads, then writes, while the web interface
+    # holds the write lock fails at once instead of waiting out the busy timeout.
+    with write_transaction(conn):
+        if migrations.pending(db):
+            migrations.apply(db)

@@ -1,0 +1,1 @@
+"""State-safety tests: crash consistency, concurrency with the web interface, signals."""
