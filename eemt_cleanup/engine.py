@@ -20,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from eemt_cleanup.config.loader import LoadedConfig
 from eemt_cleanup.errors import (
@@ -73,7 +73,7 @@ class RunOptions:
 class JobResult:
     """What happened (or, in a dry run, would happen) to one due job."""
 
-    job_id: str
+    job_id: str  # printable; ``raw_id`` is the value stored in the table
     status: str
     kind: str
     age_days: float | None
@@ -84,6 +84,7 @@ class JobResult:
     files_deleted: int = 0
     cleaned: bool = False
     audit: list[AuditRow] = field(default_factory=list)
+    raw_id: Any = None
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,7 @@ class _JobWork:
     result: JobResult | None = None
     skips: list[Skip] = field(default_factory=list)
     lines: list[tuple[int, str]] = field(default_factory=list)
+    audit: list[AuditRow] = field(default_factory=list)  # rows of a job left alone
 
     def say(self, level: int, message: str) -> None:
         self.lines.append((level, message))
@@ -518,6 +520,7 @@ class _Engine:
             for level, message in work.lines:
                 log.log(level, message)
             self.report.skipped.extend(work.skips)
+            self._pending_audit.extend(work.audit)
             if work.result is not None:
                 results.append(work.result)
                 self.report.errors.extend(
@@ -533,7 +536,7 @@ class _Engine:
             return
         marks = [
             JobMark(
-                job_id=result.job_id,
+                job_id=result.raw_id,
                 data_size_bytes=result.bytes_freed,
                 keep_metadata=self._keep_metadata(result),
             )
@@ -567,7 +570,11 @@ class _Engine:
         except Exception as error:
             log.debug("Job %s: unexpected error", decision.job_id, exc_info=True)
             result = work.result or JobResult(
-                decision.job_id, decision.status, decision.kind or FAILED, decision.age_days
+                decision.job_id,
+                decision.status,
+                decision.kind or FAILED,
+                decision.age_days,
+                raw_id=decision.row.job_id,
             )
             result.errors.append(f"unexpected error: {error}")
             result.audit.append(AuditRow(decision.job_id, "error", None, error=str(error)))
@@ -583,8 +590,17 @@ class _Engine:
             if fresh is None:
                 return
             decision = work.decision = fresh
+        if self._ambiguous(store, decision):
+            reason = "refused: another row's id names the same directory (e.g. 123 and '123')"
+            work.audit.append(AuditRow(decision.job_id, "refused", None, error=reason))
+            work.skip(reason, attention=True)
+            return
         result = JobResult(
-            decision.job_id, decision.status, decision.kind or FAILED, decision.age_days
+            decision.job_id,
+            decision.status,
+            decision.kind or FAILED,
+            decision.age_days,
+            raw_id=decision.row.job_id,
         )
         work.result = result
         if self.dry_run:
@@ -606,7 +622,10 @@ class _Engine:
             self._apply(remover, artifact, work)
         if decision.upload_refused:
             path = f"uploads/{display_value(decision.row.dem_filename)}"
-            result.errors.append(f"{path}: {decision.upload_refused}")
+            if not decision.upload_nameless:
+                # The upload cannot be named safely, so it may still be on disk: the job
+                # stays unmarked and is reported again by every run until someone looks.
+                result.errors.append(f"{path}: {decision.upload_refused}")
             result.audit.append(
                 AuditRow(decision.job_id, "refused", path, error=decision.upload_refused)
             )
@@ -658,6 +677,14 @@ class _Engine:
         work.skips.append(Skip(decision.job_id, blocker, decision.status, artifact.display))
         work.say(logging.INFO, f"Kept {artifact.display} (job {decision.job_id}): {blocker}")
         return False
+
+    def _ambiguous(self, store: JobStore, decision: Decision) -> bool:
+        """Whether a numeric id and its text form are both in the table (two rows, one
+        directory name): then neither may be cleaned by name."""
+        value = decision.row.job_id
+        if not (isinstance(value, int) or (isinstance(value, str) and value.isdigit())):
+            return False
+        return store.count_ids([str(value), int(value)]) > 1
 
     def _exists(self, artifact: Artifact) -> bool:
         """Whether the entry is there (so a missing upload costs no reference query)."""

@@ -109,6 +109,11 @@ class Decision:
     artifacts: tuple[Artifact, ...] = field(default=())
 
     @property
+    def upload_nameless(self) -> bool:
+        """The upload name is NULL, empty or blank: refused, but it names nothing on disk."""
+        return self.upload_refused is not None and _is_null(self.row.dem_filename)
+
+    @property
     def age_days(self) -> float | None:
         return None if self.age_seconds is None else round(self.age_seconds / 86400, 1)
 
@@ -209,14 +214,17 @@ def owned_artifacts(
     Raises NameRefused when the job id cannot name a direct child of a root.
     """
     name = component(row.job_id, "job id")
+    if name.endswith(ARCHIVE_SUFFIX):
+        raise NameRefused(
+            f"job id {name!r} ends with {ARCHIVE_SUFFIX!r}: results/<id> would be another "
+            "job's archive"
+        )
     archive = component(row.job_id, "job id", suffix=ARCHIVE_SUFFIX)
     artifacts = [
         Artifact("temp", name, "deleted_temp", True),
         Artifact("results", archive, "deleted_archive", False),
         Artifact("results", name, "deleted_results", True, keep),
     ]
-    if _is_null(row.dem_filename):
-        return artifacts, None
     try:
         upload = component(row.dem_filename, "upload name")
     except NameRefused as refusal:

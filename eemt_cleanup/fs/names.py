@@ -26,10 +26,9 @@ def component(value: object, what: str, *, suffix: str = "") -> str:
     if isinstance(value, int):
         value = str(value)
     if isinstance(value, bytes):
-        try:
-            value = value.decode("utf-8")
-        except UnicodeDecodeError:
-            raise NameRefused(f"{what} {value!r} is not valid UTF-8") from None
+        # A BLOB is a different value from the TEXT with the same bytes: accepting it would
+        # let one row name (and delete) another row's data.
+        raise NameRefused(f"{what} {value!r} is stored as a BLOB, not text")
     if not isinstance(value, str):
         raise NameRefused(f"{what} has an unexpected type ({type(value).__name__})")
     _check_text(value, what)

@@ -56,6 +56,7 @@ class _Frame:
     display: str
     device: int
     blocks: int
+    mount: int | None = None
     keep: frozenset[str] = frozenset()
     pending: list[str] | None = None
     blocked: bool = False
@@ -100,6 +101,22 @@ def mount_points_under(roots: Iterable[Path], mountinfo: Path = MOUNTINFO) -> se
                 continue
             found.add((info.st_dev, info.st_ino))
     return found
+
+
+def mount_id(fd: int) -> int | None:
+    """The id of the mount an open file lives on (``/proc/self/fdinfo``), or None."""
+    try:
+        info = os.open(f"/proc/self/fdinfo/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        data = os.read(info, 1024)
+    finally:
+        os.close(info)
+    for line in data.splitlines():
+        if line.startswith(b"mnt_id:"):
+            return int(line[7:])
+    return None
 
 
 class Remover:
@@ -229,6 +246,7 @@ class Remover:
         tally: Tally,
         parent: _Frame | None,
         keep: frozenset[str],
+        parent_mount: int | None = None,
     ) -> _Frame | None:
         """Open a directory entry without following links; None when it is not entered."""
         if self.before_open is not None:
@@ -246,8 +264,15 @@ class Remover:
             return None
         info = os.fstat(fd)
         key = (info.st_dev, info.st_ino)
+        mount = mount_id(fd)
         reason = None
-        if info.st_dev != parent_device or key in self.mount_points:
+        if (
+            info.st_dev != parent_device
+            or key in self.mount_points
+            or (mount is not None and parent_mount is not None and mount != parent_mount)
+        ):
+            # The mount id also catches a bind mount of the same filesystem made after the
+            # run started (st_dev cannot, and the start-time mount list does not have it).
             reason = "a mount point: not crossed"
         elif key in self.protected:
             reason = "refused: a protected path (database, config, log directory or a root)"
@@ -262,6 +287,7 @@ class Remover:
             display=display,
             device=info.st_dev,
             blocks=info.st_blocks,
+            mount=mount,
             keep=keep,
             parent=parent,
         )
@@ -343,7 +369,9 @@ class Remover:
         root_device: int,
         tally: Tally,
     ) -> None:
-        top = self._open_dir(root_fd, name, display, root_device, tally, None, keep)
+        top = self._open_dir(
+            root_fd, name, display, root_device, tally, None, keep, mount_id(root_fd)
+        )
         stack = [top] if top is not None else []
         while stack:
             frame = stack[-1]
@@ -360,6 +388,7 @@ class Remover:
                     tally,
                     frame,
                     frozenset(),
+                    frame.mount,
                 )
                 frame.blocked |= len(tally.errors) > before
                 if child is not None:

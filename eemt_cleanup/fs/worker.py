@@ -30,7 +30,7 @@ import threading
 from dataclasses import asdict
 from typing import IO, Any
 
-from eemt_cleanup.fs.remove import DIRECTORY_FLAGS, Remover, Tally
+from eemt_cleanup.fs.remove import DIRECTORY_FLAGS, Remover, Tally, mount_id
 
 HEADER = struct.Struct("!I")
 PR_SET_PDEATHSIG = 1
@@ -147,10 +147,12 @@ class Worker:
             return None
         info = os.fstat(fd)
         key = (info.st_dev, info.st_ino)
+        mount, parent_mount = mount_id(fd), mount_id(parent_fd)
         if (
             info.st_dev != os.fstat(parent_fd).st_dev
             or key in self.remover.mount_points
             or key in self.remover.protected
+            or (mount is not None and parent_mount is not None and mount != parent_mount)
         ):
             os.close(fd)
             tally.errors.append(f"{display}: {name} is a mount point or protected: not entered")

@@ -187,6 +187,14 @@ class JobStore:
             else:
                 yield from self._pages(f'"{status}" = ?', (value,), page_size)
 
+    def count_ids(self, values: Sequence[Any]) -> int:
+        """How many rows have one of these id values (read on the calling thread)."""
+        marks = ", ".join("?" * len(values))
+        table, column = self.jobs.table, self.jobs.columns.id
+        sql = f'SELECT count(*) FROM "{table}" WHERE "{column}" IN ({marks})'
+        (count,) = self.reader().execute(sql, tuple(values)).fetchone()
+        return int(count)
+
     def by_id(self, job_id: Any) -> list[JobRow]:
         """The row(s) with this id, read on the main connection."""
         return self._rows(self.conn, f'"{self.jobs.columns.id}" = ?', (job_id,))

@@ -466,8 +466,8 @@ def test_keep_metadata_false_applies_per_kind(
         ("abc\0def", "refused: job id 'abc\\x00def' contains a NUL byte"),
         ("a" * 256, "refused: job id is 256 bytes long (a file name has at most 255)"),
         ("job\udcff", "refused: job id 'job\\udcff' is not valid UTF-8"),
-        (b"job\xff", "refused: job id b'job\\xff' is not valid UTF-8"),
-        (b"../x", "refused: job id '../x' contains '/'"),
+        (b"job\xff", "refused: job id b'job\\xff' is stored as a BLOB, not text"),
+        (b"../x", "refused: job id b'../x' is stored as a BLOB, not text"),
         (None, "refused: job id is NULL"),
         (1.5, "refused: job id has an unexpected type (float)"),
     ],
@@ -506,7 +506,7 @@ def test_integer_job_id_names_its_artifacts() -> None:
         ("dem\0.tif", "refused: upload name 'dem\\x00.tif' contains a NUL byte"),
         ("d" * 256, "refused: upload name is 256 bytes long (a file name has at most 255)"),
         ("dem\udce9.tif", "refused: upload name 'dem\\udce9.tif' is not valid UTF-8"),
-        (b"dem\xe9.tif", "refused: upload name b'dem\\xe9.tif' is not valid UTF-8"),
+        (b"dem\xe9.tif", "refused: upload name b'dem\\xe9.tif' is stored as a BLOB, not text"),
         (3.5, "refused: upload name has an unexpected type (float)"),
     ],
 )
@@ -520,15 +520,38 @@ def test_due_job_with_hostile_upload_name_is_due_without_upload(
     assert [a.root for a in decision.artifacts] == ["temp", "results", "results"]
 
 
-@pytest.mark.parametrize("dem_filename", [None, "", "  "])
-def test_due_job_without_upload_has_no_upload_artifact_and_no_refusal(
-    dem_filename: Any,
+@pytest.mark.parametrize(
+    ("dem_filename", "reason"),
+    [
+        (None, "refused: upload name is NULL"),
+        ("", "refused: upload name is empty"),
+        ("  ", "refused: upload name '  ' is only white space"),
+    ],
+)
+def test_due_job_with_null_or_empty_upload_name_has_no_upload_artifact_and_a_refusal(
+    dem_filename: Any, reason: str
 ) -> None:
     decision = decide(row(completed_at=at(1000), dem_filename=dem_filename), POLICY, NOW)
     assert decision.verdict is Verdict.DUE
     assert decision.upload is None
-    assert decision.upload_refused is None
+    assert decision.upload_refused == reason
+    assert decision.upload_nameless
     assert [a.root for a in decision.artifacts] == ["temp", "results", "results"]
+
+
+def test_hostile_upload_name_is_refused_and_not_nameless() -> None:
+    decision = decide(row(completed_at=at(1000), dem_filename="../jobs.db"), POLICY, NOW)
+    assert decision.upload_refused == "refused: upload name '../jobs.db' contains '/'"
+    assert not decision.upload_nameless
+
+
+@pytest.mark.parametrize("suffix", ["_results.zip", "x_results.zip"])
+def test_job_id_ending_like_an_archive_is_refused_so_it_cannot_name_another_jobs_archive(
+    suffix: str,
+) -> None:
+    decision = decide(row(job_id=JOB + suffix, completed_at=at(1000)), POLICY, NOW)
+    assert decision.verdict is Verdict.REFUSED
+    assert decision.reason is not None and "would be another job's archive" in decision.reason
 
 
 def test_job_id_whose_archive_name_exceeds_255_bytes_is_refused() -> None:
