@@ -294,7 +294,7 @@ class _Engine:
             protected=self._protected(roots),
             mount_points=mount_points_under(roots.values()),
         )
-        self.deleter = make_deleter(roots, self.root_fds, remover, self._workers())
+        self.deleter = make_deleter(self.root_fds, remover, self._workers())
         try:
             self._start_log(store)
             self._log_start()

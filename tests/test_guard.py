@@ -48,7 +48,7 @@ def test_guard_is_inherited_by_deletion_worker_processes(tmp_path: Path) -> None
     (root / "job" / "b").mkdir(parents=True)
     (root / "job" / "a" / "file").write_text("x")
     fds = {"results": os.open(root, os.O_RDONLY | os.O_DIRECTORY)}
-    deleter = ProcessDeleter({"results": root}, fds, Remover(dry_run=False), workers=2)
+    deleter = ProcessDeleter(fds, Remover(dry_run=False), workers=2)
     try:
         assert deleter.remove("results", "job", "results/job/", frozenset()).complete
     finally:

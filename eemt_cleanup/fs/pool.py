@@ -1,7 +1,7 @@
 """Spread deletion over worker processes, down to per-directory tasks.
 
 :class:`LocalDeleter` removes in the calling thread (one worker, or files).
-:class:`ProcessDeleter` sends directory trees to ``workers`` processes
+:class:`ProcessDeleter` sends directory trees to ``workers`` forked processes
 (:mod:`eemt_cleanup.fs.worker`); a large job is split into one task per subdirectory
 (descending through lone subdirectories such as ``outputs/``), so one huge job keeps every
 worker busy too, and the job's own directory is finished by a last task once they are done.
@@ -13,16 +13,21 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
-import stat
-import subprocess
-import sys
+import signal
 import threading
 from concurrent.futures import Future
-from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from eemt_cleanup.fs.remove import DIRECTORY_FLAGS, Inode, Remover, Tally
-from eemt_cleanup.fs.worker import FlockLock, read_message, write_message
+from eemt_cleanup.fs.worker import (
+    FlockLock,
+    TaskRunner,
+    die_with_parent,
+    own_lock,
+    read_message,
+    serve,
+    write_message,
+)
 
 SPLIT_DEPTH = 3
 # A flat directory with at most this many entries is removed in the calling thread.
@@ -50,20 +55,29 @@ class LocalDeleter:
         return None
 
 
-class _WorkerProcess:
-    """One worker subprocess and the thread that feeds it tasks from the shared queue."""
+class _ForkedWorker:
+    """One forked worker process and the thread that feeds it tasks from the shared queue."""
 
-    def __init__(self, init: dict[str, Any], lock_fd: int, tasks: queue.Queue[Any]) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-P", "-m", "eemt_cleanup.fs.worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            pass_fds=(lock_fd,),
-            close_fds=True,
-        )
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self.stdin, self.stdout = self.process.stdin, self.process.stdout
-        write_message(self.stdin, init)
+    def __init__(
+        self, runner: TaskRunner, lock_fd: int, tasks: queue.Queue[Any], siblings: list[int]
+    ) -> None:
+        task_read, task_write = os.pipe()
+        answer_read, answer_write = os.pipe()
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # the worker: never returns
+            try:
+                for fd in (task_write, answer_read, *siblings):
+                    os.close(fd)
+                _child(parent, runner, lock_fd, task_read, answer_write)
+            finally:
+                os._exit(0)
+        os.close(task_read)
+        os.close(answer_write)
+        siblings.extend((task_write, answer_read))
+        self.pid = pid
+        self.to_worker: IO[bytes] = os.fdopen(task_write, "wb")
+        self.from_worker: IO[bytes] = os.fdopen(answer_read, "rb")
         self.tasks = tasks
         self.thread = threading.Thread(target=self._serve, name="eemt-delete-feed", daemon=True)
         self.thread.start()
@@ -72,8 +86,8 @@ class _WorkerProcess:
         while (item := self.tasks.get()) is not _STOP:
             task, future = item
             try:
-                write_message(self.stdin, task)
-                answer = read_message(self.stdout)
+                write_message(self.to_worker, task)
+                answer = read_message(self.from_worker)
             except (OSError, ValueError) as error:
                 answer, reason = None, str(error)
             else:
@@ -94,119 +108,136 @@ class _WorkerProcess:
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
-            self.stdin.close()
+            self.to_worker.close()
         self.thread.join()
-        self.process.wait()
+        self.from_worker.close()
+        os.waitpid(self.pid, 0)
+
+
+def _child(parent: int, runner: TaskRunner, lock_fd: int, task_fd: int, answer_fd: int) -> None:
+    """The worker process: the parent decides when to stop, and the worker dies with it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    die_with_parent(parent)
+    # Keep only what a worker needs. Above all the run lock must not stay open here: the
+    # flock would outlive a killed run for as long as a worker does.
+    _close_all_but({0, 1, 2, task_fd, answer_fd, lock_fd, *runner.root_fds.values()})
+    runner.remover.links_lock = own_lock(lock_fd)
+    with os.fdopen(task_fd, "rb") as tasks, os.fdopen(answer_fd, "wb") as answers:
+        serve(tasks, answers, runner)
+
+
+def _close_all_but(keep: set[int]) -> None:
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 class ProcessDeleter:
-    """Directory removal in worker processes; files in the calling thread."""
+    """Directory removal in worker processes; files in the calling thread.
 
-    def __init__(
-        self,
-        roots: dict[str, Path],
-        root_fds: dict[str, int],
-        remover: Remover,
-        workers: int,
-    ) -> None:
+    The workers are forked at construction, which the engine does before it starts any
+    thread of its own; they inherit the open roots, so they act on exactly the directories
+    the run resolved.
+    """
+
+    def __init__(self, root_fds: dict[str, int], remover: Remover, workers: int) -> None:
         self.root_fds = root_fds
         self.remover = remover
-        self.workers = workers
         # A lock file without a name: each process flocks its own description of it, which
         # makes "unlink a hard link, then count links left" atomic across processes.
         self.lock_fd = os.memfd_create("eemt-cleanup-links", os.MFD_CLOEXEC)
-        remover.links_lock = FlockLock(os.open(f"/proc/self/fd/{self.lock_fd}", os.O_RDWR))
-        identities = {key: os.fstat(fd) for key, fd in root_fds.items()}
-        self.init = {
-            "roots": {
-                key: [str(roots[key]), info.st_dev, info.st_ino] for key, info in identities.items()
-            },
-            "dry_run": remover.dry_run,
-            "protected": sorted(remover.protected),
-            "mount_points": sorted(remover.mount_points),
-            "lock_fd": self.lock_fd,
-        }
         self.tasks: queue.Queue[Any] = queue.Queue()
-        self._processes: list[_WorkerProcess] = []
-        self._start_lock = threading.Lock()
-
-    def _ensure_started(self) -> None:
-        with self._start_lock:
-            if not self._processes:
-                self._processes = [
-                    _WorkerProcess(self.init, self.lock_fd, self.tasks) for _ in range(self.workers)
-                ]
+        runner = TaskRunner(remover, root_fds)
+        parent_ends: list[int] = []
+        self._processes = [
+            _ForkedWorker(runner, self.lock_fd, self.tasks, parent_ends) for _ in range(workers)
+        ]
+        remover.links_lock = own_lock(self.lock_fd)
 
     def _submit(
-        self, root: str, path: list[str], display: str, keep: frozenset[str]
+        self,
+        root: str,
+        path: list[str],
+        display: str,
+        keep: frozenset[str],
+        split: bool = False,
     ) -> Future[Tally]:
-        self._ensure_started()
         future: Future[Tally] = Future()
-        task = {"root": root, "path": path, "display": display, "keep": sorted(keep)}
+        task = {
+            "root": root,
+            "path": path,
+            "display": display,
+            "keep": sorted(keep),
+            "split": split,
+        }
         self.tasks.put((task, future))
         return future
 
     def remove(self, root: str, name: str, display: str, keep: frozenset[str]) -> Tally:
         """Remove ``name`` in ``root``: a directory in the workers, anything else here."""
-        try:
-            info = os.stat(name, dir_fd=self.root_fds[root], follow_symlinks=False)
-        except OSError:
+        if self._small(root, name):
             return self.remover.remove(self.root_fds[root], name, display, keep)
-        if not stat.S_ISDIR(info.st_mode):
-            return self.remover.remove(self.root_fds[root], name, display, keep)
-        subtasks = self._split(root, name)
-        if subtasks is None:
-            return self.remover.remove(self.root_fds[root], name, display, keep)
-        parts = [
-            self._submit(root, [name, *path], display + "/".join(path) + "/", frozenset())
-            for path in subtasks
-        ]
+        if self.remover.dry_run:
+            # Measuring leaves every file in place, so a split pass would count the top
+            # level twice: a dry run measures each tree in one worker.
+            return self._submit(root, [name], display, keep).result()
         tally = Tally(display, existed=False)
-        for part in parts:
-            _merge(tally, part.result())
-        _merge(tally, self._submit(root, [name], display, keep).result())
+        self._remove_split(root, [name], display, keep, tally, depth=0)
         return tally
 
-    def _split(self, root: str, name: str) -> list[list[str]] | None:
-        """Subdirectory paths worth a task each; [] to send the tree whole; None when the
-        tree is so small (no subdirectory, few entries) that a round trip to a worker would
-        cost more than removing it here.
+    def _remove_split(
+        self,
+        root: str,
+        path: list[str],
+        display: str,
+        keep: frozenset[str],
+        tally: Tally,
+        depth: int,
+    ) -> None:
+        """One pass over the directory at ``path`` in a worker: its files go, and it is
+        removed whole unless it has subdirectories, which then become tasks of their own
+        (a lone subdirectory such as ``outputs/`` is split in turn), spreading one big job
+        over every worker. A last task removes what is left of the directory itself."""
+        first = self._submit(root, path, display, keep, split=True).result()
+        subdirs = first.subdirs
+        first.subdirs = []
+        _merge(tally, first)
+        if not subdirs:
+            return
+        if len(subdirs) == 1 and depth + 1 < SPLIT_DEPTH:
+            sub = subdirs[0]
+            self._remove_split(
+                root, [*path, sub], f"{display}{sub}/", frozenset(), tally, depth + 1
+            )
+        else:
+            parts = [
+                self._submit(root, [*path, sub], f"{display}{sub}/", frozenset()) for sub in subdirs
+            ]
+            for part in parts:
+                _merge(tally, part.result())
+        _merge(tally, self._submit(root, path, display, keep).result())
 
-        Listing only reads names and d_type; every check that matters is made again by the
-        process that opens the path, one level at a time.
-        """
-        path: list[str] = []
-        for level in range(SPLIT_DEPTH):
-            subdirs, entries = self._subdirectories(root, [name, *path])
-            if level == 0 and not subdirs and entries <= SMALL_TREE:
-                return None
-            if len(subdirs) >= 2:
-                return [[*path, sub] for sub in subdirs]
-            if len(subdirs) != 1:
-                return []
-            path.append(subdirs[0])
-        return []
-
-    def _subdirectories(self, root: str, path: list[str]) -> tuple[list[str], int]:
-        """(subdirectory names, number of entries) of a directory inside ``root``."""
-        opened: list[int] = []
+    def _small(self, root: str, name: str) -> bool:
+        """Whether ``name`` is not a directory, or one so small (at most SMALL_TREE entries,
+        no subdirectory) that a round trip to a worker costs more than removing it here.
+        Reads at most SMALL_TREE + 1 names: a big directory is never listed twice."""
         try:
-            parent = self.root_fds[root]
-            for component in path:
-                parent = os.open(component, DIRECTORY_FLAGS, dir_fd=parent)
-                opened.append(parent)
-            subdirs, count = [], 0
-            with os.scandir(parent) as entries:
-                for entry in entries:
-                    count += 1
-                    if entry.is_dir(follow_symlinks=False):
-                        subdirs.append(entry.name)
-            return subdirs, count
+            fd = os.open(name, DIRECTORY_FLAGS, dir_fd=self.root_fds[root])
         except OSError:
-            return [], 0
+            return True  # not a directory (or gone, or refused): the Remover says what it is
+        try:
+            with os.scandir(fd) as entries:
+                for count, entry in enumerate(entries):
+                    if count >= SMALL_TREE or entry.is_dir(follow_symlinks=False):
+                        return False
+            return True
+        except OSError:
+            return True
         finally:
-            for fd in opened:
-                os.close(fd)
+            os.close(fd)
 
     def close(self) -> None:
         for _process in self._processes:
@@ -218,6 +249,7 @@ class ProcessDeleter:
 
 
 def _merge(into: Tally, part: Tally) -> None:
+    """Add a task's tally to the job's (an error met by two tasks is listed once)."""
     into.existed = into.existed or part.existed
     into.bytes_freed += part.bytes_freed
     into.files_deleted += part.files_deleted
@@ -226,16 +258,12 @@ def _merge(into: Tally, part: Tally) -> None:
     into.errors.extend(error for error in part.errors if error not in into.errors)
 
 
-def make_deleter(
-    roots: dict[str, Path],
-    root_fds: dict[str, int],
-    remover: Remover,
-    workers: int,
-) -> Deleter:
-    """A process pool when there is more than one worker, else removal in-process."""
+def make_deleter(root_fds: dict[str, int], remover: Remover, workers: int) -> Deleter:
+    """Forked workers when there is more than one, else removal in-process. Call it before
+    starting any thread."""
     if workers <= 1:
         return LocalDeleter(root_fds, remover)
-    return ProcessDeleter(roots, root_fds, remover, workers)
+    return ProcessDeleter(root_fds, remover, workers)
 
 
-__all__ = ["Deleter", "Inode", "LocalDeleter", "ProcessDeleter", "make_deleter"]
+__all__ = ["Deleter", "FlockLock", "Inode", "LocalDeleter", "ProcessDeleter", "make_deleter"]

@@ -42,6 +42,7 @@ class Tally:
     dirs_removed: int = 0
     kept: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    subdirs: list[str] = field(default_factory=list)  # left for other tasks (remove_files)
 
     @property
     def complete(self) -> bool:
@@ -171,6 +172,49 @@ class Remover:
             self._remove_tree(root_fd, name, display, keep, root_device, tally)
         else:
             self._remove_file(root_fd, name, display, info, tally)
+        return tally
+
+    def remove_files(
+        self, parent_fd: int, name: str, display: str, keep: frozenset[str] = frozenset()
+    ) -> Tally:
+        """Remove the files directly in directory ``name`` and, when it has no
+        subdirectory, the directory too; otherwise leave it and list its subdirectories in
+        ``tally.subdirs`` (for other workers). Anything but a directory is removed as
+        :meth:`remove` would. Kept entries are reported by the pass that finishes the
+        directory, not by this one. Not for dry runs (nothing is removed, so the finishing
+        pass would count the files again)."""
+        assert not self.dry_run, "remove_files deletes; a dry run measures whole trees"
+        tally = Tally(display)
+        try:
+            info = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            tally.existed = False
+            return tally
+        except OSError as error:
+            tally.errors.append(f"{display}: {error.strerror}")
+            return tally
+        if not stat.S_ISDIR(info.st_mode) or self._refuse(info, display, tally):
+            return tally if tally.errors else self.remove(parent_fd, name, display, keep)
+        parent = os.fstat(parent_fd)
+        frame = self._open_dir(
+            parent_fd, name, display, parent.st_dev, tally, None, keep, mount_id(parent_fd)
+        )
+        if frame is None:
+            return tally
+        try:
+            subdirs = self._scan(frame, tally)
+        finally:
+            os.close(frame.fd)
+        tally.kept.clear()
+        if subdirs:
+            tally.subdirs = subdirs
+            return tally
+        rest = self.remove(parent_fd, name, display, keep)  # an emptied directory: cheap
+        tally.bytes_freed += rest.bytes_freed
+        tally.files_deleted += rest.files_deleted
+        tally.dirs_removed += rest.dirs_removed
+        tally.kept.extend(rest.kept)
+        tally.errors.extend(rest.errors)
         return tally
 
     def _refuse(self, info: os.stat_result, display: str, tally: Tally) -> bool:

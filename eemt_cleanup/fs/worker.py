@@ -1,19 +1,15 @@
-"""A deletion worker process: ``python -P -m eemt_cleanup.fs.worker``.
+"""What a deletion worker process runs, and how it talks to the engine.
 
 Deleting is syscall-bound, and CPython threads hand the GIL over at every ``unlinkat``, which
 makes several threads *slower* than one; separate processes delete in parallel for real.
-The parent (:mod:`eemt_cleanup.fs.pool`) sends length-prefixed JSON messages on stdin:
+Workers are forked by :mod:`eemt_cleanup.fs.pool` before the engine starts any thread, so
+they start in a millisecond and inherit the root descriptors the run resolved and opened.
 
-- first an init message: the roots (path and the (st_dev, st_ino) the parent opened), dry
-  run, protected inodes, mount points, and the descriptor of a shared lock file;
-- then tasks ``{"root": key, "path": [component, ...], "display": ..., "keep": [...]}``;
-  each answered with the :class:`~eemt_cleanup.fs.remove.Tally` as JSON on stdout.
-
-The worker applies every rule of :mod:`eemt_cleanup.fs.remove` itself, on its own
-descriptors: it opens each root again and refuses to work if it is not the very directory
-the parent resolved, and walks a multi-component task path one ``O_NOFOLLOW`` level at a
-time, never entering a symlink, another device or a mount point. It ignores SIGINT and
-SIGTERM (the parent decides when to stop), and dies with its parent.
+Messages are length-prefixed JSON on pipes: a task is ``{"root": key, "path": [component,
+...], "display": ..., "keep": [...]}`` and its answer the :class:`Tally` as a dict. A task
+path with several components is walked one ``O_NOFOLLOW`` level at a time with every check
+of a walk (device, mount id, mount list, protected inodes); the last component is removed by
+the :class:`Remover`, which applies every rule of :mod:`eemt_cleanup.fs.remove`.
 """
 
 from __future__ import annotations
@@ -25,7 +21,6 @@ import json
 import os
 import signal
 import struct
-import sys
 import threading
 from dataclasses import asdict
 from typing import IO, Any
@@ -72,53 +67,32 @@ class FlockLock:
         self._threads.release()
 
 
-def open_shared_lock(fd: int) -> FlockLock:
-    """Open a new description of the inherited lock file, so flock excludes other workers."""
-    return FlockLock(os.open(f"/proc/self/fd/{fd}", os.O_RDWR | os.O_CLOEXEC))
+def own_lock(shared_fd: int) -> FlockLock:
+    """A new description of the shared lock file, so flock excludes the other processes."""
+    return FlockLock(os.open(f"/proc/self/fd/{shared_fd}", os.O_RDWR | os.O_CLOEXEC))
 
 
-def _die_with_parent() -> None:
+def die_with_parent(parent: int) -> None:
+    """Ask the kernel to kill this process when its parent dies (a killed run leaves no
+    worker deleting behind a rerun's back)."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):
         pass
-    if os.getppid() == 1:  # the parent died before prctl took effect
+    if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
 
 
-class Worker:
-    """Holds the roots and the Remover of one worker process."""
+class TaskRunner:
+    """Runs tasks on the roots' descriptors with one Remover."""
 
-    def __init__(self, init: dict[str, Any]) -> None:
-        self.root_fds: dict[str, int] = {}
-        self.root_error: str | None = None
-        for key, (path, device, inode) in init["roots"].items():
-            self._open_root(key, path, (device, inode))
-        self.remover = Remover(
-            dry_run=init["dry_run"],
-            protected={(device, inode) for device, inode in init["protected"]},
-            mount_points={(device, inode) for device, inode in init["mount_points"]},
-            links_lock=open_shared_lock(init["lock_fd"]),
-        )
+    def __init__(self, remover: Remover, root_fds: dict[str, int]) -> None:
+        self.remover = remover
+        self.root_fds = root_fds
 
-    def _open_root(self, key: str, path: str, identity: tuple[int, int]) -> None:
-        try:
-            fd = os.open(path, DIRECTORY_FLAGS)
-        except OSError as error:
-            self.root_error = f"cannot open root {path}: {error.strerror}"
-            return
-        info = os.fstat(fd)
-        if (info.st_dev, info.st_ino) != identity:
-            os.close(fd)
-            self.root_error = f"root {path} changed since the run started; refusing to work"
-            return
-        self.root_fds[key] = fd
-
-    def run_task(self, task: dict[str, Any]) -> Tally:
+    def run(self, task: dict[str, Any]) -> Tally:
         display = task["display"]
-        if self.root_error is not None:
-            return Tally(display, errors=[f"{display}: {self.root_error}"])
         path: list[str] = task["path"]
         parent_fd = self.root_fds[task["root"]]
         opened: list[int] = []
@@ -130,7 +104,8 @@ class Worker:
                     return tally
                 opened.append(fd)
                 parent_fd = fd
-            return self.remover.remove(parent_fd, path[-1], display, frozenset(task["keep"]))
+            remove = self.remover.remove_files if task.get("split") else self.remover.remove
+            return remove(parent_fd, path[-1], display, frozenset(task["keep"]))
         finally:
             for fd in opened:
                 os.close(fd)
@@ -160,24 +135,11 @@ class Worker:
         return fd
 
 
-def main() -> int:
-    """Serve tasks until stdin closes."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _die_with_parent()
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    init = read_message(stdin)
-    if init is None:
-        return 0
-    worker = Worker(init)
-    while (task := read_message(stdin)) is not None:
+def serve(tasks: IO[bytes], answers: IO[bytes], runner: TaskRunner) -> None:
+    """Answer tasks until the parent closes the pipe; never dies with a task half-told."""
+    while (task := read_message(tasks)) is not None:
         try:
-            tally = worker.run_task(task)
-        except Exception as error:  # noqa: BLE001 - report, never die with a task half-told
+            tally = runner.run(task)
+        except Exception as error:  # noqa: BLE001 - report the task, keep serving
             tally = Tally(task.get("display", "?"), errors=[f"worker error: {error!r}"])
-        write_message(stdout, asdict(tally))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        write_message(answers, asdict(tally))
