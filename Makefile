@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= /tmp/eemt-cleanup-demo
 DEMO_CONFIG := $(DEMO_DIR)/cleanup_config.yaml
 
-.PHONY: demo test check lint typecheck format clean
+.PHONY: demo test check lint typecheck format clean bench bench-quick
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,8 +42,8 @@ test: $(VENV)/.installed
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check eemt_cleanup scripts tests
-	$(BIN)/ruff format --check eemt_cleanup scripts tests
+	$(BIN)/ruff check eemt_cleanup scripts tests benchmarks
+	$(BIN)/ruff format --check eemt_cleanup scripts tests benchmarks
 
 typecheck: $(VENV)/.installed
 	$(BIN)/mypy
@@ -51,8 +51,15 @@ typecheck: $(VENV)/.installed
 check: lint typecheck test
 
 format: $(VENV)/.installed
-	$(BIN)/ruff format eemt_cleanup scripts tests
-	$(BIN)/ruff check --fix eemt_cleanup scripts tests
+	$(BIN)/ruff format eemt_cleanup scripts tests benchmarks
+	$(BIN)/ruff check --fix eemt_cleanup scripts tests benchmarks
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# Speed, honesty and planning benchmarks (minutes; --quick for a smoke run). See benchmarks/README.md.
+bench: $(VENV)/.installed
+	$(BIN)/python benchmarks/run_all.py
+
+bench-quick: $(VENV)/.installed
+	$(BIN)/python benchmarks/run_all.py --quick
