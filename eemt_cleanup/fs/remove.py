@@ -157,15 +157,8 @@ class Remover:
         ``keep`` names entries directly inside a directory target that stay (kept logs).
         """
         tally = Tally(display)
-        try:
-            info = os.stat(name, dir_fd=root_fd, follow_symlinks=False)
-        except FileNotFoundError:
-            tally.existed = False
-            return tally
-        except OSError as error:
-            tally.errors.append(f"{display}: {error.strerror}")
-            return tally
-        if self._refuse(info, display, tally):
+        info = self._target(root_fd, name, tally)
+        if info is None:
             return tally
         if stat.S_ISDIR(info.st_mode):
             root_device = os.fstat(root_fd).st_dev
@@ -185,16 +178,11 @@ class Remover:
         pass would count the files again)."""
         assert not self.dry_run, "remove_files deletes; a dry run measures whole trees"
         tally = Tally(display)
-        try:
-            info = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
-        except FileNotFoundError:
-            tally.existed = False
+        info = self._target(parent_fd, name, tally)
+        if info is None:
             return tally
-        except OSError as error:
-            tally.errors.append(f"{display}: {error.strerror}")
-            return tally
-        if not stat.S_ISDIR(info.st_mode) or self._refuse(info, display, tally):
-            return tally if tally.errors else self.remove(parent_fd, name, display, keep)
+        if not stat.S_ISDIR(info.st_mode):
+            return self.remove(parent_fd, name, display, keep)
         parent = os.fstat(parent_fd)
         frame = self._open_dir(
             parent_fd, name, display, parent.st_dev, tally, None, keep, mount_id(parent_fd)
@@ -216,6 +204,21 @@ class Remover:
         tally.kept.extend(rest.kept)
         tally.errors.extend(rest.errors)
         return tally
+
+    def _target(self, parent_fd: int, name: str, tally: Tally) -> os.stat_result | None:
+        """``lstat`` of a target; None (with the tally saying why) when it is absent,
+        unreadable or protected."""
+        try:
+            info = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            tally.existed = False
+            return None
+        except OSError as error:
+            tally.errors.append(f"{tally.display}: {error.strerror}")
+            return None
+        if self._refuse(info, tally.display, tally):
+            return None
+        return info
 
     def _refuse(self, info: os.stat_result, display: str, tally: Tally) -> bool:
         if (info.st_dev, info.st_ino) in self.protected:
