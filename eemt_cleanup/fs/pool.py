@@ -11,6 +11,7 @@ Both answer with :class:`~eemt_cleanup.fs.remove.Tally` and follow the same safe
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import queue
 import signal
@@ -263,7 +264,13 @@ def make_deleter(root_fds: dict[str, int], remover: Remover, workers: int) -> De
     starting any thread."""
     if workers <= 1:
         return LocalDeleter(root_fds, remover)
-    return ProcessDeleter(root_fds, remover, workers)
+    try:
+        return ProcessDeleter(root_fds, remover, workers)
+    except OSError as error:  # e.g. EAGAIN: no process can be forked now
+        logging.getLogger("eemt_cleanup").warning(
+            "Cannot start %d deletion workers (%s); deleting in this process", workers, error
+        )
+        return LocalDeleter(root_fds, remover)
 
 
 __all__ = ["Deleter", "FlockLock", "Inode", "LocalDeleter", "ProcessDeleter", "make_deleter"]
