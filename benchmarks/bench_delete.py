@@ -267,7 +267,9 @@ def run(args: argparse.Namespace) -> Section:
     )
     section.blocks.append(
         f"`eemt-cleanup` ran from `/` with `--workers {args.workers}`, paths by flag, the "
-        "database in the base directory (same filesystem): planning, per-job re-read, "
+        "database in the base directory (same filesystem), migrated when the tree was built "
+        "as after a first run (the one-time migration is not in the time): planning, "
+        "per-job re-read, "
         "fd-based deletion with block accounting, marking, audit rows and the log file are "
         "all in its time. Wall = spawn to reap, interpreter start included; `sync` before "
         "and after each command is not in it ('+ sync after' adds the `sync` that follows, "

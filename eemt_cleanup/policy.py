@@ -92,9 +92,10 @@ class Artifact:
         return f"{self.root}/{self.name}{'/' if self.directory else ''}"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Decision:
-    """What the policy says of one job."""
+    """What the policy says of one job. Treated as immutable, but not frozen: planning builds
+    one per not-yet-cleaned row, and a frozen dataclass is built three times slower."""
 
     row: JobRow
     verdict: Verdict

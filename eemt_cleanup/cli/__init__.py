@@ -3,6 +3,11 @@ render, and exit with the documented code."""
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
+from typing import NoReturn
+
 import typer
 
 from eemt_cleanup import __version__
@@ -51,5 +56,36 @@ def _root(
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point.
+
+    The process ends with ``os._exit`` once the command is done: by then every database
+    connection, log file and worker has been closed by the command itself, and letting the
+    interpreter tear down its objects one by one would add 40-70 ms to every run.
+    """
+    try:
+        app()
+        status = 0
+    except SystemExit as done:
+        status = exit_status(done.code)
+    exit_now(status)
+
+
+def exit_status(code: object) -> int:
+    """The process exit status ``sys.exit(code)`` would give."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+def exit_now(status: int) -> NoReturn:
+    """Flush what is buffered and end the process without tearing the interpreter down."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # e.g. stdout was a pipe closed by the reader
+            status = status or 1
+    os._exit(status)

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from eemt_cleanup.config.schema import Settings, default_tree
@@ -187,6 +186,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: cannot read config file: {error}") from None
+    import yaml  # only when there is a file to read: a flags-only run never loads it
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:

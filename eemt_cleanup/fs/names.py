@@ -57,5 +57,5 @@ def _check_text(value: str, what: str) -> None:
     if "/" in value:
         kind = "is an absolute path" if value.startswith("/") else "contains '/'"
         raise NameRefused(f"{what} {value!r} {kind}")
-    if any("\udc80" <= char <= "\udcff" for char in value):
+    if not value.isascii() and any("\udc80" <= char <= "\udcff" for char in value):
         raise NameRefused(f"{what} {value!r} is not valid UTF-8")

@@ -138,8 +138,6 @@ class Remover:
     ) -> None:
         self.dry_run = dry_run
         self.protected = protected or set()
-        # Devices holding a protected inode: files elsewhere skip the per-file set lookup.
-        self.protected_devices = frozenset(device for device, _inode in self.protected)
         self.mount_points = mount_points or set()
         # Test hook: called with (parent fd, name) after a directory was listed and before it
         # is opened, so tests can swap it for a symlink in exactly that window.
@@ -367,7 +365,7 @@ class Remover:
             frame.blocked = True
             return subdirs
         fd, keep, fast = frame.fd, frame.keep, not self.dry_run
-        protected_devices = self.protected_devices
+        protected = self.protected
         unlink = os.unlink
         freed = files = 0
         with entries:
@@ -388,7 +386,7 @@ class Remover:
                     tally.errors.append(f"{frame.display}{name}: {error.strerror}")
                     frame.blocked = True
                     continue
-                if fast and info.st_nlink == 1 and info.st_dev not in protected_devices:
+                if fast and info.st_nlink == 1 and (info.st_dev, info.st_ino) not in protected:
                     try:
                         unlink(name, dir_fd=fd)
                     except FileNotFoundError:

@@ -70,10 +70,15 @@ def configure_logging(mode: OutputMode, log_file: Path | None, console: Any = No
     """
     logger = logging.getLogger(LOGGER)
     logger.handlers.clear()
-    logger.setLevel(logging.DEBUG)
     logger.propagate = False
     # A closed pipe (``... | head``) must not print logging tracebacks.
     logging.raiseExceptions = False
+    # Our formats show neither the caller's file and line nor thread or process names: do not
+    # collect them for every record (the logging HOWTO's "Optimization" settings).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     level = logging.getLevelName(mode.level)
     if mode.quiet:
         console_level = logging.ERROR
@@ -96,6 +101,8 @@ def configure_logging(mode: OutputMode, log_file: Path | None, console: Any = No
         file_handler.setLevel(level)
         file_handler.setFormatter(logging.Formatter(FILE_FORMAT, DATE_FORMAT))
         logger.addHandler(file_handler)
+    # Records no handler wants (DEBUG, mostly) are then not even built.
+    logger.setLevel(min(handler.level for handler in logger.handlers))
 
 
 class LogFileHandler(logging.handlers.WatchedFileHandler):

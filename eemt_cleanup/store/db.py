@@ -11,9 +11,8 @@ import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from eemt_cleanup.config.schema import Jobs
 from eemt_cleanup.errors import DatabaseError
@@ -110,9 +109,11 @@ def check_jobs_table(conn: sqlite3.Connection, jobs: Jobs, path: Path) -> list[s
     return columns
 
 
-@dataclass(frozen=True)
-class JobRow:
-    """One job as read from the table. ``job_id`` is the raw stored value (any type)."""
+class JobRow(NamedTuple):
+    """One job as read from the table. ``job_id`` is the raw stored value (any type).
+
+    A named tuple: planning builds one per not-yet-cleaned row, and a tuple is built three
+    times faster than a frozen dataclass."""
 
     rowid: int
     job_id: Any

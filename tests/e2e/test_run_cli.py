@@ -327,6 +327,8 @@ def test_json_output_is_one_object_with_exactly_the_spec_keys(lifecycle: Lifecyc
         (lifecycle.second, False),
     ):
         data = one_json_object(result)
+        # Captured stdout is a pipe, not a terminal: the object is written on one line.
+        assert result.stdout.count("\n") == 1 and result.stdout.endswith("}\n")
         assert set(data) == TOP_KEYS
         assert data["success"] is True
         assert data["dry_run"] is dry_run

@@ -1,0 +1,112 @@
+"""Integration tests of the deletion workers (``eemt_cleanup.fs.pool``) on real trees.
+
+Where the work happens (in the calling thread or in a worker) is a routing choice: these
+tests check that the choice is right for small and big directories, that tasks sent ahead
+to a worker are all answered in order, and that a worker killed mid-run leaves no task
+unanswered and no caller waiting.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from eemt_cleanup.fs.pool import SMALL_DIRECTORY_BYTES, ProcessDeleter
+from eemt_cleanup.fs.remove import Remover
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    root = tmp_path / "results"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def deleter(results: Path) -> Iterator[ProcessDeleter]:
+    fd = os.open(results, os.O_RDONLY | os.O_DIRECTORY)
+    pool = ProcessDeleter({"results": fd}, Remover(dry_run=False), workers=2)
+    try:
+        yield pool
+    finally:
+        pool.close()
+        os.close(fd)
+
+
+def job(root: Path, name: str, files: int, subdirs: int = 0) -> Path:
+    top = root / name
+    top.mkdir()
+    for number in range(files):
+        (top / f"f{number:04d}").write_bytes(b"x" * 100)
+    for number in range(subdirs):
+        sub = top / f"d{number}"
+        sub.mkdir()
+        (sub / "inner").write_bytes(b"y")
+    return top
+
+
+def test_routing_keeps_small_flat_directories_and_files_here(
+    results: Path, deleter: ProcessDeleter
+) -> None:
+    job(results, "flat", 3)
+    (results / "a_results.zip").write_bytes(b"zip")
+    assert deleter.is_small("results", "flat")
+    assert deleter.is_small("results", "a_results.zip")
+    assert deleter.is_small("results", "missing")  # the Remover reports it as absent
+
+
+def test_routing_sends_directories_with_subdirectories_or_many_entries_to_workers(
+    results: Path, deleter: ProcessDeleter
+) -> None:
+    job(results, "nested", 1, subdirs=1)
+    big = job(results, "big", 2000)
+    assert os.lstat(big).st_size > SMALL_DIRECTORY_BYTES
+    assert not deleter.is_small("results", "nested")
+    assert not deleter.is_small("results", "big")
+
+
+def test_every_task_sent_ahead_is_answered_with_its_own_tally(
+    results: Path, deleter: ProcessDeleter
+) -> None:
+    sizes = {f"job{n:02d}": 100 + 37 * n for n in range(24)}
+    for name, files in sizes.items():
+        job(results, name, files, subdirs=1)
+    futures = {
+        name: deleter._submit("results", [name], f"results/{name}/", frozenset())
+        for name in sizes
+    }
+    for name, files in sizes.items():
+        tally = futures[name].result(timeout=60)
+        assert tally.display == f"results/{name}/"
+        assert tally.errors == []
+        assert tally.files_deleted == files + 1  # + the file in its subdirectory
+    assert os.listdir(results) == []
+
+
+def test_a_killed_worker_leaves_no_task_unanswered_and_close_returns(
+    results: Path, deleter: ProcessDeleter
+) -> None:
+    for n in range(40):
+        job(results, f"job{n:02d}", 300, subdirs=1)
+    victim = deleter._processes[0].pid
+    os.kill(victim, signal.SIGKILL)
+    futures = [
+        deleter._submit("results", [f"job{n:02d}"], f"results/job{n:02d}/", frozenset())
+        for n in range(40)
+    ]
+    tallies = [future.result(timeout=60) for future in futures]
+    failed = [t for t in tallies if t.errors]
+    done = [t for t in tallies if not t.errors]
+    # The dead worker's tasks are reported, never silently dropped or counted as freed.
+    assert failed, "no task was routed to the killed worker"
+    for tally in failed:
+        assert tally.bytes_freed == 0
+        assert any("worker" in error for error in tally.errors)
+    for tally in done:
+        assert tally.files_deleted == 301
+    remaining = set(os.listdir(results))
+    assert remaining == {t.display.split("/")[1] for t in failed}
