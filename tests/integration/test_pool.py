@@ -76,8 +76,7 @@ def test_every_task_sent_ahead_is_answered_with_its_own_tally(
     for name, files in sizes.items():
         job(results, name, files, subdirs=1)
     futures = {
-        name: deleter._submit("results", [name], f"results/{name}/", frozenset())
-        for name in sizes
+        name: deleter._submit("results", [name], f"results/{name}/", frozenset()) for name in sizes
     }
     for name, files in sizes.items():
         tally = futures[name].result(timeout=60)
