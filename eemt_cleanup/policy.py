@@ -45,6 +45,13 @@ class Policy:
     log_files: frozenset[str]
     naive_zone: tzinfo | None
     created_zone: tzinfo | None
+    # The retention periods as timedeltas, made once rather than for every row.
+    successful_period: timedelta = field(init=False, repr=False, compare=False)
+    failed_period: timedelta = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "successful_period", timedelta(hours=self.successful_hours))
+        object.__setattr__(self, "failed_period", timedelta(hours=self.failed_hours))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
@@ -183,9 +190,9 @@ def decide(row: JobRow, policy: Policy, now: datetime) -> Decision:
         return Decision(
             row, Verdict.UNKNOWN_AGE, kind=kind, reason=f"age unknown ({why}): never cleaned"
         )
-    hours = policy.successful_hours if kind == SUCCESSFUL else policy.failed_hours
+    period = policy.successful_period if kind == SUCCESSFUL else policy.failed_period
     try:
-        due_at = start + timedelta(hours=hours)
+        due_at = start + period
     except OverflowError:
         return Decision(
             row,

@@ -147,7 +147,20 @@ class JobStore:
         self._readers: list[sqlite3.Connection] = []
 
     def _rows(self, conn: sqlite3.Connection, where: str, params: Sequence[Any]) -> list[JobRow]:
-        return [JobRow(*row) for row in conn.execute(f"{self._select} WHERE {where}", params)]
+        """The matching rows. Text is decoded by SQLite's own UTF-8 decoder first (planning
+        decodes every text column of every not-yet-cleaned row, and the Python text factory
+        costs a call per value); a page holding text that is not UTF-8 fails that decoder and
+        is read again with the loss-free one. Each connection belongs to one thread, so
+        switching its text factory here races with nothing."""
+        sql = f"{self._select} WHERE {where}"
+        conn.text_factory = str
+        try:
+            return [JobRow(*row) for row in conn.execute(sql, params)]
+        except sqlite3.OperationalError:  # "Could not decode to UTF-8 column ..."
+            conn.text_factory = _decode_text
+            return [JobRow(*row) for row in conn.execute(sql, params)]
+        finally:
+            conn.text_factory = _decode_text
 
     def iter_unclean(self, statuses: Sequence[str], page_size: int = 1000) -> Iterator[JobRow]:
         """Stream jobs not yet cleaned whose status is one of ``statuses``, by status then
