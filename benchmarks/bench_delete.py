@@ -45,13 +45,14 @@ for entry in sorted(os.scandir(sys.argv[1]), key=lambda e: e.name):
 """
 
 # The floor: the least any method can do that reports freed bytes honestly (one lstat per
-# file) and uses every core: the jobs dealt round-robin to one forked process per CPU, each
-# scandir + lstat + unlink + rmdir, no database, no safety checks, no output but the total.
+# file), with eemt's parallelism: the jobs dealt round-robin to as many forked processes as
+# eemt has workers, each scandir + lstat + unlink + rmdir; no database, no safety checks, no
+# output but the total.
 FLOOR = """\
 import os, sys
 root = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
 names = sorted(os.listdir(root))
-cpus = os.cpu_count() or 1
+cpus = int(sys.argv[2])
 readers = []
 for k in range(cpus):
     read_end, write_end = os.pipe()
@@ -136,8 +137,11 @@ METHODS = (
     ),
     Method(
         "floor",
-        "floor: scandir + lstat + unlink in one forked process per CPU (python, no checks)",
-        lambda base, _a: ([sys.executable, "-c", FLOOR, str(base / "results")], base),
+        "floor: scandir + lstat + unlink in --workers forked processes (python, no checks)",
+        lambda base, a: (
+            [sys.executable, "-c", FLOOR, str(base / "results"), str(a.workers)],
+            base,
+        ),
         _old_reported,
     ),
     Method(
@@ -286,7 +290,7 @@ def ratio_rows(fs: str, results: Results) -> tuple[list[tuple[str, ...]], list[T
         ("old / rm", common.ratio(old, rm), "", None),
         ("eemt / floor", common.ratio(eemt, floor), "", None),
         (
-            "old / floor (the most any honest method reaches here)",
+            "old / floor (the most working like eemt reaches here)",
             common.ratio(old, floor),
             "",
             None,
@@ -342,9 +346,10 @@ def run(args: argparse.Namespace) -> Section:
         "command's tree, children included). 'reports freed' is what the method prints "
         "(eemt: `space_freed.bytes`; du: apparent size; old: sum of `st_size`; floor: "
         "allocated blocks). Ratios use the wall medians. The floor is the least work any "
-        f"method does that counts freed bytes with one `lstat` per file on all "
-        f"{os.cpu_count()} CPUs, with no database and no safety checks: `old / floor` is the "
-        "largest `old / eemt` any such method, this one included, could show on this machine."
+        "method does that counts freed bytes with one `lstat` per file, in as many processes "
+        f"as eemt has workers ({args.workers}, on {os.cpu_count()} CPUs), with no database "
+        "and no safety checks: `old / floor` is the largest `old / eemt` that eemt's way of "
+        "working could show on this machine, with nothing else to do."
     )
     return section
 

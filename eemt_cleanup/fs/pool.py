@@ -184,6 +184,7 @@ def _child(parent: int, runner: TaskRunner, lock_fd: int, task_fd: int, answer_f
     # flock would outlive a killed run for as long as a worker does.
     _close_all_but({0, 1, 2, task_fd, answer_fd, lock_fd, *runner.root_fds.values()})
     runner.remover.links_lock = own_lock(lock_fd)
+    runner.remover.defer_links = True
     with os.fdopen(task_fd, "rb") as tasks, os.fdopen(answer_fd, "wb") as answers:
         serve(tasks, answers, runner)
 
@@ -243,8 +244,11 @@ class ProcessDeleter:
             return self.remover.remove(self.root_fds[root], name, display, keep)
         if self.remover.dry_run:
             # Measuring leaves every file in place, so a split pass would count the top
-            # level twice: a dry run measures each tree in one worker.
-            return self._submit(root, [name], display, keep).result()
+            # level twice: a dry run measures each tree in one worker. Hard links it met are
+            # counted here, where every worker's links meet.
+            tally = self._submit(root, [name], display, keep).result()
+            self.remover.settle_links(tally)
+            return tally
         tally = Tally(display, existed=False)
         self._remove_split(root, [name], display, keep, tally, depth=0)
         return tally

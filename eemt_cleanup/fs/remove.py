@@ -43,6 +43,9 @@ class Tally:
     kept: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     subdirs: list[str] = field(default_factory=list)  # left for other tasks (remove_files)
+    # Dry runs in a worker process: [st_dev, st_ino, st_nlink, bytes] of each link of a
+    # multiply-linked file met, for the engine's process to settle (see Remover.settle_links).
+    links: list[list[int]] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -145,6 +148,10 @@ class Remover:
         self._links_guard = threading.Lock()
         self.links_lock: AbstractContextManager[object] = links_lock or self._links_guard
         self._links_seen: dict[Inode, int] = {}
+        # Set in deletion worker processes: a dry run there reports the links of multiply
+        # linked files in the tally instead of counting them, because the other links may
+        # be met by another worker; the engine's process settles them in one registry.
+        self.defer_links = False
         self._links_freed: set[Inode] = set()
 
     def remove(
@@ -235,7 +242,12 @@ class Remover:
         if self._refuse(info, display, tally):
             return
         if self.dry_run:
-            tally.bytes_freed += self._would_free(info)
+            if self.defer_links and info.st_nlink > 1:
+                tally.links.append(
+                    [info.st_dev, info.st_ino, info.st_nlink, info.st_blocks * BLOCK]
+                )
+            else:
+                tally.bytes_freed += self._would_free(info)
             tally.files_deleted += 1
             return
         try:
@@ -253,13 +265,22 @@ class Remover:
     def _would_free(self, info: os.stat_result) -> int:
         if info.st_nlink <= 1:
             return info.st_blocks * BLOCK
-        key = (info.st_dev, info.st_ino)
+        return self._count_link((info.st_dev, info.st_ino), info.st_nlink, info.st_blocks * BLOCK)
+
+    def _count_link(self, key: Inode, links: int, size: int) -> int:
+        """A dry run met one link of ``key``: its bytes would be freed only with the last."""
         with self._links_guard:
             seen = self._links_seen.get(key, 0) + 1
             self._links_seen[key] = seen
-            if seen == info.st_nlink:
-                return info.st_blocks * BLOCK
-        return 0
+            return size if seen == links else 0
+
+    def settle_links(self, tally: Tally) -> None:
+        """Count the links a worker reported in ``tally`` (dry runs), in this process's one
+        registry: a file whose links are spread over several workers' tasks is counted once,
+        with whichever task meets its last link, as a real run would free it."""
+        for device, inode, links, size in tally.links:
+            tally.bytes_freed += self._count_link((device, inode), links, size)
+        tally.links = []
 
     def _unlink_linked(self, dir_fd: int, name: str, info: os.stat_result) -> int:
         # Hold the inode through an O_PATH descriptor across the unlink, then ask it how many

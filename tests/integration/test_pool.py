@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,84 @@ def test_a_killed_worker_leaves_no_task_unanswered_and_close_returns(
         assert tally.files_deleted == 301
     remaining = set(os.listdir(results))
     assert remaining == {t.display.split("/")[1] for t in failed}
+
+
+def allocated_once(top: Path) -> int:
+    """Allocated bytes below ``top`` (``top`` included), each inode counted once."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for path in [top, *top.rglob("*")]:
+        info = os.lstat(path)
+        if (info.st_dev, info.st_ino) not in seen:
+            seen.add((info.st_dev, info.st_ino))
+            total += info.st_blocks * 512
+    return total
+
+
+def linked_jobs(results: Path, count: int) -> None:
+    """``count`` big jobs (each a worker task), each holding one link of a file shared by all
+    of them and one link of a file shared with the next job: every link is in some job, so
+    a real run would free each shared file exactly once."""
+    shared = results.parent / "shared.bin"
+    shared.write_bytes(b"s" * 50_000)
+    pairs = [results.parent / f"pair{n}.bin" for n in range(count)]
+    for pair in pairs:
+        pair.write_bytes(b"p" * 9000)
+    for n in range(count):
+        top = job(results, f"job{n}", 300)  # big: a worker task, not done in-thread
+        os.link(shared, top / "shared.bin")
+        os.link(pairs[n], top / "pair-mine.bin")
+        os.link(pairs[(n + 1) % count], top / "pair-next.bin")
+    shared.unlink()
+    for pair in pairs:
+        pair.unlink()
+
+
+def test_dry_run_counts_a_file_linked_from_jobs_in_different_workers_once(
+    results: Path,
+) -> None:
+    linked_jobs(results, 8)
+    expected = {name: allocated_once(results / name) for name in os.listdir(results)}
+    total = allocated_once(results) - os.lstat(results).st_blocks * 512
+    fd = os.open(results, os.O_RDONLY | os.O_DIRECTORY)
+    pool = ProcessDeleter({"results": fd}, Remover(dry_run=True), workers=2)
+    try:
+        assert not pool.is_small("results", "job0")
+        # From eight threads at once, as the engine's pool does, so the jobs spread over
+        # both workers.
+        with ThreadPoolExecutor(8) as threads:
+            tallies = list(
+                threads.map(
+                    lambda name: pool.remove("results", name, f"results/{name}/", frozenset()),
+                    sorted(expected),
+                )
+            )
+    finally:
+        pool.close()
+        os.close(fd)
+    assert all(not t.errors and t.links == [] for t in tallies)
+    # Every link of every shared file is in one of the jobs: each is counted exactly once.
+    assert sum(t.bytes_freed for t in tallies) == total
+    assert sorted(os.listdir(results)) == sorted(expected)  # a dry run removes nothing
+
+
+def test_links_reported_by_workers_settle_in_one_registry(results: Path) -> None:
+    linked_jobs(results, 2)
+    fd = os.open(results, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        # Two "workers" (their own registries, deferring links) measure one job each; the
+        # engine's remover settles both tallies.
+        parts = []
+        for name in ("job0", "job1"):
+            worker = Remover(dry_run=True)
+            worker.defer_links = True
+            parts.append(worker.remove(fd, name, f"results/{name}/"))
+        assert all(len(part.links) == 3 for part in parts)
+        engine = Remover(dry_run=True)
+        for part in parts:
+            engine.settle_links(part)
+    finally:
+        os.close(fd)
+    total = allocated_once(results) - os.lstat(results).st_blocks * 512
+    assert sum(part.bytes_freed for part in parts) == total
+    assert all(part.links == [] for part in parts)
