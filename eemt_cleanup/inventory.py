@@ -12,6 +12,7 @@ from typing import Any
 from eemt_cleanup.config.loader import LoadedConfig
 from eemt_cleanup.engine import ROOT_KEYS, check_roots
 from eemt_cleanup.fs.names import NameRefused
+from eemt_cleanup.fs.pool import make_deleter
 from eemt_cleanup.fs.remove import Remover, mount_points_under
 from eemt_cleanup.policy import Decision, Policy, Verdict, decide, owned_artifacts
 from eemt_cleanup.store import audit as audit_store
@@ -77,7 +78,9 @@ def take_inventory(
         now = utc_now()
         decisions = [decide(row, policy, now) for row in _all_unclean(store, policy)]
         inventory = Inventory(measured=measure)
-        sizes = _measure(decisions, roots, settings.performance.max_workers) if measure else {}
+        performance = settings.performance
+        workers = performance.max_workers if performance.parallel_delete else 1
+        sizes = _measure(decisions, roots, workers) if measure else {}
         _aggregate(inventory, decisions, sizes)
         if measure and store_sizes and sizes:
             audit_store.store_sizes(
@@ -111,21 +114,27 @@ class _Size:
 
 
 def _measure(decisions: list[Decision], roots: dict[str, Any], workers: int) -> dict[int, _Size]:
-    """Index → measured size of each job whose paths can be named safely."""
+    """Index → measured size of each job whose paths can be named safely.
+
+    Measured as a dry run measures: big trees in the forked deletion workers (measuring is
+    one ``lstat`` per file, which threads of one process could not run in parallel), small
+    ones here; a file hard-linked from several jobs counts once, with the last link met.
+    """
     fds = {
         key: os.open(roots[key], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) for key in ROOT_KEYS
     }
-    mounts = mount_points_under(roots.values())
+    meter = Remover(dry_run=True, mount_points=mount_points_under(roots.values()))
 
     def size_of(index: int) -> tuple[int, _Size] | None:
         try:
             artifacts, _refused = owned_artifacts(decisions[index].row)
         except NameRefused:
             return None
-        meter = Remover(dry_run=True, mount_points=mounts)
         own, upload, upload_bytes = 0, None, 0
         for artifact in artifacts:
-            size = meter.remove(fds[artifact.root], artifact.name, artifact.display).bytes_freed
+            size = deleter.remove(
+                artifact.root, artifact.name, artifact.display, frozenset()
+            ).bytes_freed
             if artifact.root == "uploads":
                 upload, upload_bytes = artifact.name, size
             else:
@@ -133,8 +142,12 @@ def _measure(decisions: list[Decision], roots: dict[str, Any], workers: int) -> 
         return index, _Size(own, upload, upload_bytes)
 
     try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            measured = [item for item in pool.map(size_of, range(len(decisions))) if item]
+        deleter = make_deleter(fds, meter, workers)  # forks: before any thread of ours
+        try:
+            with ThreadPoolExecutor(max_workers=2 * workers) as pool:
+                measured = [item for item in pool.map(size_of, range(len(decisions))) if item]
+        finally:
+            deleter.close()
     finally:
         for fd in fds.values():
             os.close(fd)

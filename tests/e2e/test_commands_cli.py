@@ -16,7 +16,15 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import CliResult, DemoBase, cli_executable, guarded_env, make_demo_base, snapshot
+from conftest import (
+    CliResult,
+    DemoBase,
+    cli_executable,
+    create_jobs_db,
+    guarded_env,
+    make_demo_base,
+    snapshot,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -178,6 +186,53 @@ def test_status_json_has_the_keys_and_due_now_matches_the_manifest(
     for job in manifest["jobs"]:
         if job["expect"] in ("unknown_status", "unparseable"):
             assert job["id"] in problems
+
+
+def test_status_measures_big_trees_in_the_workers_exactly_and_changes_no_file(
+    tmp_path: Path,
+) -> None:
+    # Directories with thousands of entries and a subdirectory are measured by the forked
+    # workers (the demo's small trees are measured in-thread): same figures, nothing touched.
+    base = tmp_path / "base"
+    for sub in ("uploads", "results", "temp"):
+        (base / sub).mkdir(parents=True)
+    ids = ["big-a", "big-b", "big-c"]
+    create_jobs_db(
+        base / "jobs.db",
+        [
+            {"id": job_id, "status": "completed", "completed_at": "2020-01-01T00:00:00"}
+            for job_id in ids
+        ],
+    )
+    sizes = {}
+    for number, job_id in enumerate(ids):
+        top = base / "results" / job_id
+        (top / "outputs").mkdir(parents=True)
+        for index in range(1500 + 200 * number):
+            (top / f"tile_{index:05d}.tif").write_bytes(b"x" * (100 + number))
+        (top / "outputs" / "mosaic.tif").write_bytes(b"m" * 70_000)
+        sizes[job_id] = allocated(top)
+    before = snapshot(base / "results")
+    paths = [f"--{key}" for key in ("db-path", "uploads-dir", "results-dir", "temp-dir")]
+    values = [base / "jobs.db", base / "uploads", base / "results", base / "temp"]
+    args = [item for pair in zip(paths, map(str, values), strict=True) for item in pair]
+    result = call(["status", "--json", *args], guarded_env(tmp_path))
+    assert result.code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["by_status"] == [
+        {
+            "status": "completed",
+            "jobs": 3,
+            "bytes": sum(sizes.values()),
+            "human_readable": data["by_status"][0]["human_readable"],
+            "due_now": 3,
+            "due_bytes": sum(sizes.values()),
+        }
+    ]
+    with sqlite3.connect(base / "jobs.db") as conn:
+        stored = dict(conn.execute("SELECT id, data_size_mb FROM jobs"))
+    assert stored == {job_id: round(size / MEBIBYTE, 3) for job_id, size in sizes.items()}
+    assert snapshot(base / "results") == before
 
 
 def test_status_no_measure_shows_no_sizes_and_writes_nothing(
