@@ -36,19 +36,10 @@ TMPFS_ROOT = Path("/dev/shm")  # noqa: S108 - the tmpfs we benchmark on, by desi
 DISK_ROOT = Path("/var/tmp")  # noqa: S108 - an ext4 directory that survives reboots
 BENCH_PREFIX = "eemt-bench-"
 
-# Verbatim from SPEC section 2: the web interface creates exactly this table.
-JOBS_DDL = """CREATE TABLE jobs (
-    id TEXT PRIMARY KEY,            -- a uuid4 string
-    workflow_type TEXT NOT NULL,    -- 'eemt' | 'sol' | ...
-    status TEXT NOT NULL,           -- 'pending' | 'running' | 'completed' | 'failed'
-    created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
-    started_at TIMESTAMP,
-    completed_at TIMESTAMP,
-    parameters TEXT,                -- JSON
-    dem_filename TEXT,              -- name of the upload inside uploads/
-    error_message TEXT,
-    progress INTEGER DEFAULT 0
-)"""
+# The web interface's exact jobs table: one verbatim copy, the demo generator's.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from make_demo_base import JOBS_DDL  # noqa: E402
+
 JOBS_INSERT = "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 PARAMETERS = '{"step": 15, "linke_value": 3.0, "albedo_value": 0.2, "num_threads": 4}'
 

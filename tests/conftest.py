@@ -24,20 +24,9 @@ import deletion_guard  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 GENERATOR = REPO / "scripts" / "make_demo_base.py"
 
-JOBS_SCHEMA = """
-CREATE TABLE jobs (
-    id TEXT PRIMARY KEY,
-    workflow_type TEXT NOT NULL,
-    status TEXT NOT NULL,
-    created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
-    started_at TIMESTAMP,
-    completed_at TIMESTAMP,
-    parameters TEXT,
-    dem_filename TEXT,
-    error_message TEXT,
-    progress INTEGER DEFAULT 0
-)
-"""
+# The web interface's exact jobs table: one verbatim copy, the demo generator's.
+sys.path.insert(0, str(GENERATOR.parent))
+from make_demo_base import JOBS_DDL as JOBS_SCHEMA  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -84,6 +73,36 @@ class CliResult:
 
     def json(self) -> Any:
         return json.loads(self.stdout)
+
+
+ANSI = "\x1b["
+PREFIX = "eemt-cleanup: error: "
+
+
+def call(args: list[str], env: dict[str, str], cwd: Path | str = "/") -> CliResult:
+    """Run the installed CLI; whatever happens, no traceback and no ANSI codes (not a TTY)."""
+    done = subprocess.run(
+        [cli_executable(), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    result = CliResult(done.returncode, done.stdout, done.stderr)
+    for stream in (result.stdout, result.stderr):
+        assert "Traceback" not in stream
+        assert ANSI not in stream
+    return result
+
+
+def error_line(result: CliResult) -> str:
+    """The single stderr line of a failed command, without its prefix."""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(PREFIX), lines[0]
+    return lines[0].removeprefix(PREFIX)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import sqlite3
-import subprocess
 from collections import Counter
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -17,10 +16,10 @@ from typing import Any
 import pytest
 import yaml
 from conftest import (
-    CliResult,
     DemoBase,
-    cli_executable,
+    call,
     create_jobs_db,
+    error_line,
     guarded_env,
     make_demo_base,
     snapshot,
@@ -31,8 +30,6 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_CONFIG = REPO / "cleanup_config.yaml"
 MEBIBYTE = 1024 * 1024
-ANSI = "\x1b["
-PREFIX = "eemt-cleanup: error: "
 COMMANDS = [
     [],
     ["run"],
@@ -54,30 +51,6 @@ STATUS_KEYS = {
     "last_run",
     "problems",
 }
-
-
-def call(args: list[str], env: dict[str, str], cwd: Path | str = "/") -> CliResult:
-    done = subprocess.run(
-        [cli_executable(), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    result = CliResult(done.returncode, done.stdout, done.stderr)
-    for stream in (result.stdout, result.stderr):
-        assert "Traceback" not in stream
-        assert ANSI not in stream
-    return result
-
-
-def error_line(result: CliResult) -> str:
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(PREFIX), lines[0]
-    return lines[0].removeprefix(PREFIX)
 
 
 def tab_rows(text: str) -> list[list[str]]:

@@ -19,9 +19,10 @@ import pytest
 import yaml
 from conftest import (
     JOBS_SCHEMA,
-    CliResult,
     DemoBase,
+    call,
     cli_executable,
+    error_line,
     guarded_env,
     make_demo_base,
     snapshot,
@@ -31,34 +32,7 @@ pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_CONFIG = REPO / "cleanup_config.yaml"
-ANSI = "\x1b["
-PREFIX = "eemt-cleanup: error: "
 UNKNOWN_JOB = "00000000-0000-4000-8000-000000000000"
-
-
-def call(args: list[str], env: dict[str, str], cwd: Path | str = "/") -> CliResult:
-    done = subprocess.run(
-        [cli_executable(), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    result = CliResult(done.returncode, done.stdout, done.stderr)
-    for stream in (result.stdout, result.stderr):
-        assert "Traceback" not in stream
-        assert ANSI not in stream
-    return result
-
-
-def error_line(result: CliResult) -> str:
-    """The single stderr line of a failed command, without its prefix."""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(PREFIX), lines[0]
-    return lines[0].removeprefix(PREFIX)
 
 
 def tree_changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[str]]:
