@@ -126,6 +126,20 @@ def run_cli(tmp_path: Path):  # type: ignore[no-untyped-def]
     return run
 
 
+def path_args(base: Path) -> list[str]:
+    """The CLI flags that point a command at the base directory ``base`` (jobs.db inside)."""
+    return [
+        "--db-path",
+        str(base / "jobs.db"),
+        "--uploads-dir",
+        str(base / "uploads"),
+        "--results-dir",
+        str(base / "results"),
+        "--temp-dir",
+        str(base / "temp"),
+    ]
+
+
 @dataclass
 class DemoBase:
     path: Path
@@ -136,16 +150,7 @@ class DemoBase:
         return self.path / "jobs.db"
 
     def path_args(self) -> list[str]:
-        return [
-            "--db-path",
-            str(self.db),
-            "--uploads-dir",
-            str(self.path / "uploads"),
-            "--results-dir",
-            str(self.path / "results"),
-            "--temp-dir",
-            str(self.path / "temp"),
-        ]
+        return path_args(self.path)
 
     def jobs(self, expect: str) -> list[dict[str, Any]]:
         return [job for job in self.manifest["jobs"] if job["expect"] == expect]

@@ -22,6 +22,7 @@ from conftest import (
     error_line,
     guarded_env,
     make_demo_base,
+    path_args,
     snapshot,
 )
 
@@ -186,10 +187,7 @@ def test_status_measures_big_trees_in_the_workers_exactly_and_changes_no_file(
         (top / "outputs" / "mosaic.tif").write_bytes(b"m" * 70_000)
         sizes[job_id] = allocated(top)
     before = snapshot(base / "results")
-    paths = [f"--{key}" for key in ("db-path", "uploads-dir", "results-dir", "temp-dir")]
-    values = [base / "jobs.db", base / "uploads", base / "results", base / "temp"]
-    args = [item for pair in zip(paths, map(str, values), strict=True) for item in pair]
-    result = call(["status", "--json", *args], guarded_env(tmp_path))
+    result = call(["status", "--json", *path_args(base)], guarded_env(tmp_path))
     assert result.code == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["by_status"] == [

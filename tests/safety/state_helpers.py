@@ -91,16 +91,9 @@ class SafetyBase:
         return self.path / "jobs.db.cleanup.lock"
 
     def path_args(self) -> list[str]:
-        return [
-            "--db-path",
-            str(self.db),
-            "--uploads-dir",
-            str(self.path / "uploads"),
-            "--results-dir",
-            str(self.path / "results"),
-            "--temp-dir",
-            str(self.path / "temp"),
-        ]
+        from conftest import path_args
+
+        return path_args(self.path)
 
     @property
     def due(self) -> list[JobSpec]:
