@@ -20,14 +20,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CliResult, DemoBase, cli_executable, guarded_env, make_demo_base, snapshot
+from conftest import (
+    ANSI,
+    CliResult,
+    DemoBase,
+    call,
+    guarded_env,
+    make_demo_base,
+    snapshot,
+)
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_CONFIG = REPO / "cleanup_config.yaml"
 MEBIBYTE = 1024 * 1024
-ANSI = "\x1b["
 LOG_NAMES = ("workflow.log", "task_output.log", "sys.err", "container.log")
 # What a real run may add or change in the base directory besides deleting job data.
 BOOKKEEPING = {"jobs.db", "jobs.db.cleanup.lock", "logs", "logs/cleanup.log"}
@@ -72,28 +79,6 @@ Cli = Callable[..., CliResult]
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def call(args: list[str], env: dict[str, str], cwd: Path | str = "/") -> CliResult:
-    """Run the installed CLI; every output it gives off a terminal must be plain text."""
-    done = subprocess.run(
-        [cli_executable(), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    result = CliResult(done.returncode, done.stdout, done.stderr)
-    assert_plain(result)
-    return result
-
-
-def assert_plain(result: CliResult) -> None:
-    for stream in (result.stdout, result.stderr):
-        assert ANSI not in stream
-        assert "Traceback" not in stream
 
 
 def one_json_object(result: CliResult) -> dict[str, Any]:
