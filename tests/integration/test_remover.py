@@ -490,6 +490,28 @@ def test_protected_inode_linked_into_the_tree_is_refused_and_kept(tmp_path: Path
     assert os.lstat(database).st_nlink == 2
 
 
+def test_protected_file_with_a_single_link_inside_the_tree_is_refused_and_kept(
+    tmp_path: Path,
+) -> None:
+    # Not a hard link (st_nlink 1): the per-file fast path must still check the inode.
+    root = tmp_path / "root"
+    top = root / "job"
+    write(top / "other.txt", 100)
+    config = write(top / "cleanup_config.yaml", 300, b"c")
+    info = os.lstat(config)
+    assert info.st_nlink == 1
+    remover = Remover(dry_run=False, protected={(info.st_dev, info.st_ino)})
+
+    tally = remove(root, "job", remover=remover)
+
+    assert tally.errors == [
+        "job/cleanup_config.yaml: refused: a protected path (database, config, log directory "
+        "or a root) is linked here"
+    ]
+    assert os.listdir(top) == ["cleanup_config.yaml"]
+    assert config.read_bytes() == b"c" * 300
+
+
 def test_protected_directory_as_the_target_is_refused_untouched(tmp_path: Path) -> None:
     root = tmp_path / "root"
     make_tree(root / "job")
