@@ -443,7 +443,9 @@ class _Engine:
 
         def size_of(decision: Decision) -> int:
             return sum(
-                meter.remove(self.root_fds[a.root], a.name, a.display, a.keep).bytes_freed
+                meter.remove(
+                    self.root_fds[a.root], a.name, a.display, a.keep, file_only=not a.directory
+                ).bytes_freed
                 for a in decision.artifacts
             )
 
@@ -720,7 +722,13 @@ class _Engine:
     def _apply(self, remover: Remover, artifact: Artifact, work: _JobWork) -> None:
         result = work.result
         assert result is not None
-        tally = self.deleter.remove(artifact.root, artifact.name, artifact.display, artifact.keep)
+        tally = self.deleter.remove(
+            artifact.root,
+            artifact.name,
+            artifact.display,
+            artifact.keep,
+            file_only=not artifact.directory,
+        )
         if not tally.existed:
             return
         result.paths.append(artifact.display)

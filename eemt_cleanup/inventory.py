@@ -133,7 +133,11 @@ def _measure(decisions: list[Decision], roots: dict[str, Any], workers: int) -> 
         own, upload, upload_bytes = 0, None, 0
         for artifact in artifacts:
             size = deleter.remove(
-                artifact.root, artifact.name, artifact.display, frozenset()
+                artifact.root,
+                artifact.name,
+                artifact.display,
+                frozenset(),
+                file_only=not artifact.directory,
             ).bytes_freed
             if artifact.root == "uploads":
                 upload, upload_bytes = artifact.name, size

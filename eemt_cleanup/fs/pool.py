@@ -43,7 +43,9 @@ _STOP = None
 
 
 class Deleter(Protocol):
-    def remove(self, root: str, name: str, display: str, keep: frozenset[str]) -> Tally: ...
+    def remove(
+        self, root: str, name: str, display: str, keep: frozenset[str], *, file_only: bool = False
+    ) -> Tally: ...
 
     def is_small(self, root: str, name: str) -> bool: ...
 
@@ -57,8 +59,10 @@ class LocalDeleter:
         self.root_fds = root_fds
         self.remover = remover
 
-    def remove(self, root: str, name: str, display: str, keep: frozenset[str]) -> Tally:
-        return self.remover.remove(self.root_fds[root], name, display, keep)
+    def remove(
+        self, root: str, name: str, display: str, keep: frozenset[str], *, file_only: bool = False
+    ) -> Tally:
+        return self.remover.remove(self.root_fds[root], name, display, keep, file_only=file_only)
 
     def is_small(self, root: str, name: str) -> bool:
         return True  # everything is removed here anyway
@@ -238,10 +242,15 @@ class ProcessDeleter:
         self.tasks.put((task, future))
         return future
 
-    def remove(self, root: str, name: str, display: str, keep: frozenset[str]) -> Tally:
-        """Remove ``name`` in ``root``: a directory in the workers, anything else here."""
-        if self.is_small(root, name):
-            return self.remover.remove(self.root_fds[root], name, display, keep)
+    def remove(
+        self, root: str, name: str, display: str, keep: frozenset[str], *, file_only: bool = False
+    ) -> Tally:
+        """Remove ``name`` in ``root``: a directory in the workers, anything else here (and
+        a ``file_only`` target always here: the Remover refuses it unless it is a file)."""
+        if file_only or self.is_small(root, name):
+            return self.remover.remove(
+                self.root_fds[root], name, display, keep, file_only=file_only
+            )
         if self.remover.dry_run:
             # Measuring leaves every file in place, so a split pass would count the top
             # level twice: a dry run measures each tree in one worker. Hard links it met are

@@ -23,6 +23,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from eemt_cleanup.fs.safe_open import describe_kind
+
 BLOCK = 512
 DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 EMPTY_RETRIES = 3
@@ -155,15 +157,30 @@ class Remover:
         self._links_freed: set[Inode] = set()
 
     def remove(
-        self, root_fd: int, name: str, display: str, keep: frozenset[str] = frozenset()
+        self,
+        root_fd: int,
+        name: str,
+        display: str,
+        keep: frozenset[str] = frozenset(),
+        *,
+        file_only: bool = False,
     ) -> Tally:
         """Remove ``name`` inside the directory ``root_fd``; never raises for filesystem errors.
 
         ``keep`` names entries directly inside a directory target that stay (kept logs).
+        ``file_only`` targets (an upload, an archive) must be a regular file or a symlink
+        (removed as a link): a directory or any other kind of entry there is refused and
+        reported, never deleted whole.
         """
         tally = Tally(display)
         info = self._target(root_fd, name, tally)
         if info is None:
+            return tally
+        if file_only and not (stat.S_ISREG(info.st_mode) or stat.S_ISLNK(info.st_mode)):
+            tally.errors.append(
+                f"{display}: refused: {describe_kind(info.st_mode)}, not a regular file "
+                "(an upload or archive name must name a file)"
+            )
             return tally
         if stat.S_ISDIR(info.st_mode):
             root_device = os.fstat(root_fd).st_dev
