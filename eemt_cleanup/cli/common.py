@@ -6,7 +6,6 @@ import functools
 import sys
 import traceback
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -15,8 +14,10 @@ from eemt_cleanup.errors import EXIT_PARTIAL, CleanupError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# A str, not a Path: Path("") is ".", and an empty --config must be refused, not read as
+# the working directory.
 ConfigOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--config",
         "-c",
@@ -73,8 +74,11 @@ def path_overrides(
 
 
 def fail(message: str, code: int) -> typer.Exit:
-    """Print one line on stderr and return the Exit to raise."""
-    print(f"eemt-cleanup: error: {message}", file=sys.stderr)
+    """Print one line on stderr (values in it escaped) and return the Exit to raise."""
+    from eemt_cleanup.report.escape import printable
+
+    # Values in core messages are often quoted with repr (backslashes already escaped).
+    print(f"eemt-cleanup: error: {printable(message, backslashes=False)}", file=sys.stderr)
     return typer.Exit(code)
 
 

@@ -24,6 +24,9 @@ from eemt_cleanup.cli.common import (
 )
 from eemt_cleanup.errors import EXIT_USAGE
 
+# Readable by everyone, like other files under /etc: it holds no secret by default.
+CONFIG_FILE_MODE = 0o644
+
 config_app = typer.Typer(
     help="Show, check or write the configuration.",
     no_args_is_help=True,
@@ -103,9 +106,11 @@ def show(
 @handle_errors()
 def validate(
     file: Annotated[
-        Path | None,
+        str | None,
         typer.Argument(
-            show_default=False, help="The file to check (default: the one discovery picks)."
+            metavar="FILE",
+            show_default=False,
+            help="The file to check (default: the one discovery picks).",
         ),
     ] = None,
     debug: DebugOption = False,
@@ -113,18 +118,19 @@ def validate(
     """Check a config file: unknown keys, wrong types, impossible values, unsafe roots.
     Exit 0 when valid, 2 with one message naming the key otherwise. The environment is
     not applied, so the file is judged on its own."""
-    from eemt_cleanup.config.loader import find_config_file, load_config
+    from eemt_cleanup.config.loader import WorkingDirectory, find_config_file, load_config
+    from eemt_cleanup.config.schema import shown_path
 
-    path, _how = find_config_file(file, os.environ, Path.cwd())
+    path, _how = find_config_file(file, os.environ, WorkingDirectory(), explicit_name="FILE")
     if path is None:
         raise fail("no config file to validate (give a path, or see 'config init')", EXIT_USAGE)
     loaded = load_config(config_path=path, environ={})
-    print(f"{path}: valid")
+    print(f"{shown_path(path)}: valid")
     for key in ("database", "uploads", "results", "temp"):
         value = getattr(loaded.roots, key)
         exists = value.is_file() if key == "database" else value.is_dir()
         if not exists:
-            print(f"warning: paths.{key}: {value} does not exist (yet)")
+            print(f"warning: paths.{key}: {shown_path(value)} does not exist (yet)")
 
 
 @config_app.command(
@@ -136,20 +142,46 @@ def validate(
 )
 @handle_errors()
 def init(
-    path: Annotated[Path, typer.Argument(help="Where to write it.")] = Path("cleanup_config.yaml"),
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    path: Annotated[str, typer.Argument(metavar="PATH", help="Where to write it.")] = (
+        "cleanup_config.yaml"
+    ),
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Replace an existing file (a symlink is replaced, not followed)."
+        ),
+    ] = False,
     debug: DebugOption = False,
 ) -> None:
-    """Write the documented default config file (every key, with comments)."""
-    from eemt_cleanup.config.template import render_default_config
+    """Write the documented default config file (every key, with comments).
 
-    if path.exists() and not force:
-        raise fail(f"{path} exists; not overwriting it without --force", EXIT_USAGE)
-    if path.is_dir():
-        raise fail(f"{path} is a directory", EXIT_USAGE)
+    What is at PATH is never opened: the file is written beside it and linked in (or, with
+    --force, renamed over it), so a symlink there, dangling or not, is never written
+    through and another name of a hard-linked file keeps its content."""
+    from eemt_cleanup.config.loader import WorkingDirectory
+    from eemt_cleanup.config.schema import shown_path
+    from eemt_cleanup.config.template import render_default_config
+    from eemt_cleanup.fs.safe_open import UnsafeFileError, write_new_file
+
+    if not path.strip():
+        raise fail("PATH: must not be empty", EXIT_USAGE)
+    target = Path(path)
+    if not target.is_absolute():
+        target = WorkingDirectory().require(path, "PATH") / target
+    shown = shown_path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(render_default_config(), encoding="utf-8")
+        target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise fail(f"cannot write {path}: {error.strerror}", EXIT_USAGE) from None
-    print(f"wrote {path}")
+        raise fail(
+            f"cannot create the directory of {shown}: {error.strerror}", EXIT_USAGE
+        ) from None
+    data = render_default_config().encode("utf-8")
+    try:
+        write_new_file(target, data, mode=CONFIG_FILE_MODE, replace=force)
+    except FileExistsError:
+        raise fail(f"{shown} exists; not overwriting it without --force", EXIT_USAGE) from None
+    except UnsafeFileError as error:
+        raise fail(f"{shown} {error.reason}: not writing there", EXIT_USAGE) from None
+    except OSError as error:
+        raise fail(f"cannot write {shown}: {error.strerror}", EXIT_USAGE) from None
+    print(f"wrote {shown}")

@@ -9,10 +9,12 @@ misspelt key is an error that names the key rather than a silent default.
 from __future__ import annotations
 
 import re
+import reprlib
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
+from eemt_cleanup.report.escape import printable
 from eemt_cleanup.timeparse import resolve_zone
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -22,7 +24,58 @@ _MAX_HOURS = 24 * 365 * 100
 DEFAULT_CRON = "0 2 * * *"
 
 Hours = Annotated[float, Field(ge=0, le=_MAX_HOURS, allow_inf_nan=False, strict=True)]
+Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+# Values echoed in messages (from the file, the environment or a flag) are cut to about this
+# many characters: a message stays one readable line whatever a value holds.
+MAX_QUOTED = 60
+MAX_SHOWN_PATH = 240
+ELLIPSIS = "..."
+
+
+def _short_repr() -> reprlib.Repr:
+    # reprlib never walks more than a few items and levels of a structure, so a huge (or
+    # deeply shared) value costs the same to quote as a small one.
+    shortened = reprlib.Repr()
+    shortened.maxlevel = 3
+    shortened.maxstring = MAX_QUOTED
+    shortened.maxother = MAX_QUOTED
+    shortened.maxlong = MAX_QUOTED
+    for name in ("maxlist", "maxtuple", "maxdict", "maxset", "maxfrozenset", "maxdeque"):
+        setattr(shortened, name, 6)
+    return shortened
+
+
+_SHORT_REPR = _short_repr()
+
+
+def cut(text: str, limit: int = MAX_QUOTED) -> str:
+    """``text`` cut to at most ``limit`` characters, ending in ``...`` when it was longer."""
+    return text if len(text) <= limit else text[: limit - len(ELLIPSIS)] + ELLIPSIS
+
+
+def quote(value: object) -> str:
+    """``value`` as a message echoes it: its repr (``null`` for None, YAML's word), cut to
+    about 60 characters. Control characters come out escaped (repr does that)."""
+    return cut("null" if value is None else _SHORT_REPR.repr(value))
+
+
+def shorten(text: object, limit: int = MAX_QUOTED) -> str:
+    """Free text (a key name, a parser's complaint) for a one-line message: control
+    characters escaped, cut to ``limit`` characters."""
+    raw = text if isinstance(text, str) else str(text)
+    return cut(printable(raw[: limit + 1]), limit)
+
+
+def shown_path(path: object) -> str:
+    """A path for a message: control characters escaped; a path longer than any real one
+    keeps its head and its tail (the file name) around ``...``."""
+    text = printable(str(path))
+    if len(text) <= MAX_SHOWN_PATH:
+        return text
+    half = (MAX_SHOWN_PATH - len(ELLIPSIS)) // 2
+    return text[:half] + ELLIPSIS + text[-half:]
 
 
 class Section(BaseModel):
@@ -33,7 +86,7 @@ class Section(BaseModel):
 
 def _single_component(name: str) -> str:
     if not name or name in (".", "..") or "/" in name or "\0" in name:
-        raise ValueError(f"must be a plain file name, got {name!r}")
+        raise ValueError(f"must be a plain file name, got {quote(name)}")
     return name
 
 
@@ -104,7 +157,7 @@ class Schedule(Section):
         from croniter import croniter
 
         if len(fields) != 5 or not croniter.is_valid(expression):
-            raise ValueError(f"must be a five-field cron expression, got {value!r}")
+            raise ValueError(f"must be a five-field cron expression, got {quote(value)}")
         return expression
 
 
@@ -121,6 +174,17 @@ class Paths(Section):
         "./logs", description="Where cleanup.log is written (created if missing)."
     )
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _a_path(cls, value: object) -> object:
+        # An empty path would resolve to the directory it is relative to (the working
+        # directory, or the config file's): never a silent choice for a deletion root.
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise ValueError("must not be empty")
+        if isinstance(value, str) and "\0" in value:
+            raise ValueError(f"must not contain a NUL character, got {quote(value)}")
+        return value
+
 
 class Performance(Section):
     batch_size: StrictInt = Field(
@@ -130,10 +194,20 @@ class Performance(Section):
         description="Jobs per batch: marks and audit rows are committed once per batch.",
     )
     parallel_delete: StrictBool = Field(
-        True, description="Delete with several worker threads (false = one)."
+        True, description="Delete in several worker processes (false = in this process alone)."
     )
     max_workers: StrictInt = Field(
-        4, ge=1, le=256, description="Worker threads when parallel_delete is true."
+        4, ge=1, le=256, description="Deletion worker processes when parallel_delete is true."
+    )
+    busy_timeout_seconds: Seconds = Field(
+        30,
+        le=3600,
+        description="How long one database write waits while another writer (the web interface) holds the database. Before anything is deleted, a database locked longer than this is exit 75.",
+    )
+    commit_retry_seconds: Seconds = Field(
+        120,
+        le=86400,
+        description="How long a batch's records (marks, audit rows, run-log counts) are retried with backoff when they cannot be committed; jobs whose records still fail are not counted as cleaned, and the next run records them.",
     )
 
 
@@ -196,7 +270,7 @@ class Columns(Section):
     @classmethod
     def _identifier(cls, value: str) -> str:
         if not _IDENTIFIER.match(value):
-            raise ValueError(f"must be a plain SQL identifier, got {value!r}")
+            raise ValueError(f"must be a plain SQL identifier, got {quote(value)}")
         return value
 
 
@@ -221,13 +295,16 @@ class Jobs(Section):
     @classmethod
     def _table_identifier(cls, value: str) -> str:
         if not _IDENTIFIER.match(value):
-            raise ValueError(f"must be a plain SQL identifier, got {value!r}")
+            raise ValueError(f"must be a plain SQL identifier, got {quote(value)}")
         return value
 
     @field_validator("timezone", "created_at_timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        resolve_zone(value)
+        try:
+            resolve_zone(value)
+        except ValueError:
+            raise ValueError(f"unknown time zone {quote(value)}") from None
         return value
 
 
@@ -284,7 +361,8 @@ class Settings(Section):
             for name in names:
                 if name in seen:
                     raise ValueError(
-                        f"status {name!r} is in both statuses.{seen[name]} and statuses.{group}"
+                        f"status {quote(name)} is in both statuses.{seen[name]} and"
+                        f" statuses.{group}"
                     )
                 seen[name] = group
         return jobs

@@ -5,13 +5,22 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from eemt_cleanup.config.loader import SYSTEM_CONFIG, LoadedConfig, load_config
-from eemt_cleanup.config.schema import Settings
+from eemt_cleanup.config.loader import (
+    MAX_CONFIG_BYTES,
+    MAX_NESTING,
+    MAX_PROBLEMS,
+    SYSTEM_CONFIG,
+    LoadedConfig,
+    load_config,
+    read_config_file,
+)
+from eemt_cleanup.config.schema import Settings, quote
 from eemt_cleanup.errors import ConfigError
 
 HOURS = "retention.successful_jobs.hours"
@@ -230,7 +239,7 @@ def test_missing_explicit_config_is_an_error(tmp_path: Path) -> None:
 def test_explicit_config_that_is_a_directory_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "dir.yaml").mkdir()
     message = config_error(tmp_path, config_path=tmp_path / "dir.yaml")
-    assert message == f"--config: no such file: {tmp_path / 'dir.yaml'}"
+    assert message == f"--config: {tmp_path / 'dir.yaml'} is a directory, not a regular file"
 
 
 def test_missing_environment_config_is_an_error(tmp_path: Path) -> None:
@@ -364,11 +373,11 @@ def test_hours_variable_wins_over_days_variable(tmp_path: Path) -> None:
     assert loaded.sources[HOURS] == "env EEMT_SUCCESS_RETENTION_HOURS"
 
 
-def test_blank_environment_variable_is_ignored(tmp_path: Path) -> None:
-    loaded = load(tmp_path, environ={"EEMT_CLEANUP_WORKERS": "  ", "EEMT_DB_PATH": ""})
+def test_blank_non_path_environment_variable_is_ignored(tmp_path: Path) -> None:
+    loaded = load(tmp_path, environ={"EEMT_CLEANUP_WORKERS": "  ", "EEMT_CLEANUP_SCHEDULE": ""})
     assert loaded.settings.performance.max_workers == 4
     assert loaded.sources["performance.max_workers"] == "default"
-    assert loaded.settings.paths.database == str(tmp_path / "jobs.db")
+    assert loaded.sources["schedule.cron"] == "default"
 
 
 @pytest.mark.parametrize("raw", ["1", "true", "TRUE", "yes", "on", "y", "'true'"])
@@ -840,3 +849,394 @@ def test_base_directory_layout_with_db_beside_roots_is_accepted(tmp_path: Path) 
     loaded = load(tmp_path, config_path=config, cwd=Path("/"))
     assert loaded.roots.results == Path(real(tmp_path / "base" / "results"))
     assert isinstance(loaded.settings, Settings)
+
+
+# --- empty and null paths (issue 8, item 3) ---------------------------------------------
+
+PATH_NAMES = ("database", "uploads", "results", "temp", "logs")
+NULL_OR_EMPTY = {"empty": '""', "blank": "'   '", "tilde": "~", "null": "null", "no value": ""}
+
+
+@pytest.mark.parametrize("form", list(NULL_OR_EMPTY.values()), ids=list(NULL_OR_EMPTY))
+@pytest.mark.parametrize("name", PATH_NAMES)
+def test_empty_or_null_path_in_file_is_config_error_naming_key_and_file(
+    tmp_path: Path, name: str, form: str
+) -> None:
+    config = write(tmp_path / "c.yaml", f"paths:\n  {name}: {form}\n")
+    message = config_error(tmp_path, config_path=config)
+    assert message == f"invalid configuration: paths.{name}: must not be empty (from file {config})"
+
+
+def test_empty_path_in_file_is_refused_even_when_a_flag_overrides_it(tmp_path: Path) -> None:
+    config = write(tmp_path / "c.yaml", "paths:\n  database: ''\n")
+    message = config_error(
+        tmp_path,
+        config_path=config,
+        overrides={"paths.database": (str(tmp_path / "jobs.db"), "--db-path")},
+    )
+    assert (
+        message == f"invalid configuration: paths.database: must not be empty (from file {config})"
+    )
+
+
+@pytest.mark.parametrize("raw", ["", "   ", '""', "' '"])
+@pytest.mark.parametrize(
+    "name", ["EEMT_DB_PATH", "EEMT_UPLOADS_DIR", "EEMT_RESULTS_DIR", "EEMT_TEMP_DIR"]
+)
+def test_empty_path_environment_variable_is_config_error_naming_it(
+    tmp_path: Path, name: str, raw: str
+) -> None:
+    message = config_error(tmp_path, environ={name: raw})
+    assert message == f"{name}: is set but empty (unset it or give a path)"
+
+
+@pytest.mark.parametrize("raw", ["", "  "])
+def test_empty_config_variable_is_config_error_not_discovery(tmp_path: Path, raw: str) -> None:
+    hours_file(tmp_path / "cleanup_config.yaml", 3)
+    message = config_error(tmp_path, environ={"EEMT_CLEANUP_CONFIG": raw})
+    assert message == "EEMT_CLEANUP_CONFIG: is set but empty (unset it or give a path)"
+
+
+@pytest.mark.parametrize("raw", ["", "   "])
+@pytest.mark.parametrize(
+    ("key", "flag"),
+    [
+        ("paths.database", "--db-path"),
+        ("paths.uploads", "--uploads-dir"),
+        ("paths.results", "--results-dir"),
+        ("paths.temp", "--temp-dir"),
+        ("paths.logs", "--logs-dir"),
+    ],
+)
+def test_empty_path_flag_is_config_error_naming_the_flag(
+    tmp_path: Path, key: str, flag: str, raw: str
+) -> None:
+    assert config_error(tmp_path, overrides={key: (raw, flag)}) == f"{flag}: must not be empty"
+
+
+@pytest.mark.parametrize("raw", ["", "  "])
+def test_empty_config_flag_is_config_error_not_the_working_directory(
+    tmp_path: Path, raw: str
+) -> None:
+    hours_file(tmp_path / "cleanup_config.yaml", 3)
+    assert config_error(tmp_path, config_path=raw) == "--config: must not be empty"
+
+
+def test_path_with_nul_in_file_is_config_error(tmp_path: Path) -> None:
+    config = write(tmp_path / "c.yaml", 'paths:\n  temp: "./te\\0mp"\n')
+    message = config_error(tmp_path, config_path=config)
+    assert message.startswith(
+        "invalid configuration: paths.temp: must not contain a NUL character, got '"
+    )
+    assert message.endswith(f"te\\x00mp' (from file {config})")
+
+
+def test_path_that_is_not_text_is_config_error_naming_key(tmp_path: Path) -> None:
+    config = write(tmp_path / "c.yaml", "paths:\n  database: 5\n")
+    message = config_error(tmp_path, config_path=config)
+    assert (
+        message
+        == f"invalid configuration: paths.database: must be text, got 5 (from file {config})"
+    )
+
+
+@pytest.mark.parametrize("section", ["paths", "retention", "notifications"])
+@pytest.mark.parametrize("given", ["5", "[a, b]", "~", "text"])
+def test_section_that_is_not_a_mapping_is_config_error_even_with_overrides(
+    tmp_path: Path, section: str, given: str
+) -> None:
+    config = write(tmp_path / "c.yaml", f"{section}: {given}\n")
+    shown = {"5": "5", "[a, b]": "['a', 'b']", "~": "null", "text": "'text'"}[given]
+    message = config_error(
+        tmp_path,
+        config_path=config,
+        environ={"EEMT_DB_PATH": str(tmp_path / "jobs.db")},
+        overrides={"paths.temp": (str(tmp_path / "temp"), "--temp-dir")},
+    )
+    assert message == (
+        f"invalid configuration: {section}: must be a section (a mapping of keys), got {shown}"
+        f" (from file {config})"
+    )
+
+
+# --- the working directory, looked up only when needed -----------------------------------
+
+
+@pytest.fixture
+def removed_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The process's working directory is a directory that has since been removed."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    with pytest.raises(FileNotFoundError):
+        os.getcwd()
+    return gone
+
+
+def absolute_base_config(tmp_path: Path) -> Path:
+    return write(
+        tmp_path / "base" / "cleanup_config.yaml",
+        "paths:\n  database: ./jobs.db\n  uploads: ./uploads\n  results: ./results\n"
+        "  temp: ./temp\n  logs: ./logs\n",
+    )
+
+
+def test_removed_working_directory_is_not_needed_when_every_path_is_absolute(
+    tmp_path: Path, removed_cwd: Path
+) -> None:
+    config = absolute_base_config(tmp_path)
+    loaded = load_config(
+        config_path=config,
+        environ={"EEMT_TEMP_DIR": str(tmp_path / "t")},
+        overrides={"paths.results": (str(tmp_path / "r"), "--results-dir")},
+    )
+    assert loaded.config_file == config
+    assert loaded.roots.database == Path(real(tmp_path / "base" / "jobs.db"))
+    assert loaded.roots.temp == Path(real(tmp_path / "t"))
+    assert loaded.roots.results == Path(real(tmp_path / "r"))
+
+
+@pytest.mark.usefixtures("no_system_config")
+def test_removed_working_directory_skips_discovery_of_the_local_file(
+    tmp_path: Path, removed_cwd: Path
+) -> None:
+    overrides = {
+        key: (str(tmp_path / key.removeprefix("paths.")), flag)
+        for key, flag in (
+            ("paths.database", "--db-path"),
+            ("paths.uploads", "--uploads-dir"),
+            ("paths.results", "--results-dir"),
+            ("paths.temp", "--temp-dir"),
+        )
+    }
+    loaded = load_config(environ={}, overrides=overrides)
+    assert loaded.config_file is None
+    assert loaded.roots.logs == Path(real(tmp_path / "logs"))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"overrides": {"paths.database": ("jobs.db", "--db-path")}},
+            "--db-path: 'jobs.db' is relative",
+        ),
+        ({"environ": {"EEMT_UPLOADS_DIR": "./up"}}, "EEMT_UPLOADS_DIR: './up' is relative"),
+        ({"config_path": "c.yaml"}, "--config: 'c.yaml' is relative"),
+        (
+            {"environ": {"EEMT_CLEANUP_CONFIG": "c.yaml"}},
+            "EEMT_CLEANUP_CONFIG: 'c.yaml' is relative",
+        ),
+    ],
+)
+def test_removed_working_directory_is_config_error_naming_the_relative_path(
+    tmp_path: Path, removed_cwd: Path, kwargs: dict[str, Any], message: str
+) -> None:
+    kwargs.setdefault("environ", {})
+    with pytest.raises(ConfigError) as raised:
+        load_config(**kwargs)
+    assert str(raised.value) == (
+        f"{message}, but the working directory is unavailable (No such file or directory:"
+        " was it removed?); give an absolute path or run from an existing directory"
+    )
+
+
+@pytest.mark.usefixtures("no_system_config")
+def test_removed_working_directory_is_config_error_for_a_relative_default(
+    tmp_path: Path, removed_cwd: Path
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config(environ={}, overrides={"paths.database": (str(tmp_path / "j.db"), "--db-path")})
+    assert str(raised.value).startswith(
+        "paths.uploads: './uploads' (default) is relative, but the working directory is unavailable"
+    )
+
+
+# --- reading a config file (issue 8, item 11) -------------------------------------------
+
+
+def read_error(path: Path) -> str:
+    with pytest.raises(ConfigError) as raised:
+        read_config_file(path)
+    return str(raised.value)
+
+
+def test_file_of_exactly_the_size_cap_is_read(tmp_path: Path) -> None:
+    body = "retention:\n  failed_jobs:\n    hours: 5\n"
+    padding = MAX_CONFIG_BYTES - len(body) - 1
+    config = write(tmp_path / "c.yaml", body + "#" * padding + "\n")
+    assert config.stat().st_size == MAX_CONFIG_BYTES
+    assert read_config_file(config) == {"retention": {"failed_jobs": {"hours": 5}}}
+
+
+def test_file_one_byte_over_the_size_cap_is_refused(tmp_path: Path) -> None:
+    config = write(tmp_path / "c.yaml", "#" * MAX_CONFIG_BYTES + "\n")
+    assert read_error(config) == (
+        f"{config}: config file is larger than 256 KiB: refused (a config file is small,"
+        " plain YAML)"
+    )
+
+
+def test_symlink_to_a_regular_config_file_is_read(tmp_path: Path) -> None:
+    target = hours_file(tmp_path / "real.yaml", 9)
+    link = tmp_path / "link.yaml"
+    link.symlink_to(target)
+    assert value(load(tmp_path, config_path=link), "retention.failed_jobs.hours") == 9
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "column", "problem"),
+    [
+        ("a: &x 1\nb: *x\n", 2, 4, "aliases are not allowed in a config file (*x)"),
+        ("a: &x [1]\nb:\n  - *x\n", 3, 5, "aliases are not allowed in a config file (*x)"),
+        ("a: &x {k: 1}\nb:\n  <<: *x\n", 3, 7, "aliases are not allowed in a config file (*x)"),
+    ],
+)
+def test_alias_is_refused_naming_its_line(
+    tmp_path: Path, text: str, line: int, column: int, problem: str
+) -> None:
+    config = write(tmp_path / "c.yaml", text)
+    assert read_error(config) == (
+        f"{config} (line {line}, column {column}): {problem}: write the value out"
+    )
+
+
+def test_anchor_without_alias_is_plain_yaml(tmp_path: Path) -> None:
+    config = write(tmp_path / "c.yaml", "retention: &r\n  failed_jobs: {hours: 5}\n")
+    assert read_config_file(config) == {"retention": {"failed_jobs": {"hours": 5}}}
+
+
+def test_merge_key_without_alias_is_refused_naming_its_line(tmp_path: Path) -> None:
+    config = write(tmp_path / "c.yaml", "retention:\n  failed_jobs:\n    <<: {hours: 5}\n")
+    assert read_error(config) == (
+        f"{config} (line 3, column 5): merge keys (<<) are not allowed in a config file:"
+        " write the keys out"
+    )
+
+
+def test_quoted_merge_key_is_an_ordinary_unknown_key(tmp_path: Path) -> None:
+    config = write(tmp_path / "c.yaml", "retention:\n  '<<': 5\n")
+    assert config_error(tmp_path, config_path=config) == (
+        f"invalid configuration: retention.<<: unknown key (from file {config})"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "line", "first"),
+    [
+        ("retention: {}\nschedule: {}\nretention: {}\n", "retention", 3, 1),
+        ("paths:\n  database: a\n  temp: t\n  database: b\n", "paths.database", 4, 2),
+        ("jobs:\n  statuses:\n    failed: [x]\n    failed: [y]\n", "jobs.statuses.failed", 4, 3),
+        ("a:\n  - k: 1\n    k: 2\n", "a.0.k", 3, 2),
+        ("{x: 1, x: 2}\n", "x", 1, 1),
+    ],
+)
+def test_duplicate_key_is_refused_naming_key_and_both_lines(
+    tmp_path: Path, text: str, key: str, line: int, first: int
+) -> None:
+    config = write(tmp_path / "c.yaml", text)
+    message = read_error(config)
+    assert message.startswith(f"{config} (line {line}, column ")
+    assert message.endswith(f"): duplicate key {key} (first at line {first})")
+
+
+def test_same_key_text_with_different_types_is_not_a_duplicate(tmp_path: Path) -> None:
+    config = write(tmp_path / "c.yaml", "x:\n  1: a\n  '1': b\n")
+    assert read_config_file(config) == {"x": {1: "a", "1": "b"}}
+
+
+def test_nesting_deeper_than_the_limit_is_refused_not_a_recursion_error(tmp_path: Path) -> None:
+    config = write(tmp_path / "c.yaml", "[" * 100_000 + "]" * 100_000 + "\n")
+    assert read_error(config) == (
+        f"{config} (line 1, column {MAX_NESTING + 1}): nested more than {MAX_NESTING}"
+        " levels deep: refused"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("a: !!int abc\n", "cannot read 'abc' as tag:yaml.org,2002:int: invalid literal"),
+        ("a: !!timestamp 2024-13-45\n", "cannot read '2024-13-45' as tag:yaml.org,2002:timestamp"),
+    ],
+)
+def test_value_its_tag_cannot_build_is_invalid_yaml_naming_the_line(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    config = write(tmp_path / "c.yaml", text)
+    assert read_error(config).startswith(f"{config} (line 1, column 4): not valid YAML: {problem}")
+
+
+def test_python_tag_is_refused_as_invalid_yaml(tmp_path: Path) -> None:
+    config = write(tmp_path / "c.yaml", "a: !!python/object/apply:os.system ['true']\n")
+    assert read_error(config).startswith(f"{config} (line 1, column 4): not valid YAML: ")
+
+
+def test_yaml_problem_text_is_cut_and_escaped(tmp_path: Path) -> None:
+    config = write(tmp_path / "c.yaml", "a: !" + "t" * 500 + "\x1b x\n")
+    message = read_error(config)
+    assert "\x1b" not in message
+    assert len(message) < len(str(config)) + 150
+
+
+# --- values quoted in messages -----------------------------------------------------------
+
+
+def test_long_value_from_the_file_is_cut_to_about_60_characters(tmp_path: Path) -> None:
+    config = write(tmp_path / "c.yaml", f"schedule:\n  cron: '{'x' * 5000}'\n")
+    message = config_error(tmp_path, config_path=config)
+    shown = "'" + "x" * 27 + "..." + "x" * 28 + "'"
+    assert message == (
+        f"invalid configuration: schedule.cron: must be a five-field cron expression, got"
+        f" {shown} (from file {config})"
+    )
+
+
+def test_long_unknown_key_is_cut_to_60_characters(tmp_path: Path) -> None:
+    # An explicit key ("? "): YAML limits implicit keys to 1024 characters.
+    config = write(tmp_path / "c.yaml", f"? {'k' * 5000}\n: 1\n")
+    message = config_error(tmp_path, config_path=config)
+    assert message == (f"invalid configuration: {'k' * 57}...: unknown key (from file {config})")
+
+
+def test_key_with_control_characters_is_escaped_in_the_message(tmp_path: Path) -> None:
+    config = write(tmp_path / "c.yaml", '"evil\\nINFO: forged\\x1b[31m": 1\n')
+    message = config_error(tmp_path, config_path=config)
+    assert message == (
+        f"invalid configuration: evil\\nINFO: forged\\x1b[31m: unknown key (from file {config})"
+    )
+
+
+def test_huge_nested_value_is_quoted_without_being_walked() -> None:
+    # One list shared 1000 times: ten million items that a plain repr would walk (a few
+    # seconds and ~70 MB if the cut is lost: bounded, so a regression fails, never hangs).
+    level: list[Any] = [["lol"] * 10_000] * 1000
+    started = time.monotonic()
+    shown = quote(level)
+    assert time.monotonic() - started < 0.5
+    assert len(shown) <= 60
+    assert shown.startswith("[['lol', ")
+
+
+def test_long_environment_value_is_cut_in_the_message(tmp_path: Path) -> None:
+    message = config_error(tmp_path, environ={"EEMT_CLEANUP_WORKERS": "many" * 1000})
+    shown = message.removeprefix("EEMT_CLEANUP_WORKERS: must be a whole number, got ")
+    assert len(shown) == 60
+    assert shown.startswith("'manymany")
+    assert "..." in shown
+
+
+@pytest.mark.parametrize(
+    ("given", "shown"),
+    [(None, "null"), ("abc", "'abc'"), (5, "5"), (True, "True"), ("a\nb", "'a\\nb'")],
+)
+def test_quote_shows_short_values_as_their_repr(given: Any, shown: str) -> None:
+    assert quote(given) == shown
+
+
+def test_many_problems_are_listed_up_to_a_limit(tmp_path: Path) -> None:
+    config = write(tmp_path / "c.yaml", "".join(f"unknown_{n}: 1\n" for n in range(40)))
+    message = config_error(tmp_path, config_path=config)
+    assert message.count("unknown key") == MAX_PROBLEMS
+    assert message.endswith(f"; and {40 - MAX_PROBLEMS} more")
