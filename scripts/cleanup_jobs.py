@@ -115,6 +115,11 @@ def overrides_from(args: argparse.Namespace) -> dict[str, tuple[Any, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from eemt_cleanup.cli.streams import guard_standard_streams
+
+    # First, before anything opens a file: output that cannot be written (closed fds, a
+    # reader that went away, a locale without the names' characters) never changes the run.
+    guard_standard_streams()
     args = build_parser().parse_args(argv)
     from eemt_cleanup.cli.run_cmd import execute
     from eemt_cleanup.config.loader import load_config
@@ -126,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         loaded = load_config(config_path=args.config, overrides=overrides_from(args))
         options = RunOptions(
-            dry_run=args.dry_run or loaded.force_dry_run,
+            dry_run=args.dry_run,  # the engine adds EEMT_CLEANUP_DRY_RUN and says it was forced
             size_threshold=threshold,
             trigger="cleanup_jobs.py",
         )
