@@ -21,7 +21,8 @@ import threading
 from concurrent.futures import Future
 from typing import IO, Any, Protocol
 
-from eemt_cleanup.fs.remove import Inode, Remover, Tally
+from eemt_cleanup.fs.remove import Remover, Tally
+from eemt_cleanup.fs.walk import Inode, os_name
 from eemt_cleanup.fs.worker import (
     FlockLock,
     TaskRunner,
@@ -274,12 +275,14 @@ class ProcessDeleter:
         """One pass over the directory at ``path`` in a worker: its files go, and it is
         removed whole unless it has subdirectories, which then become tasks of their own
         (a lone subdirectory such as ``outputs/`` is split in turn), spreading one big job
-        over every worker. A last task removes what is left of the directory itself."""
+        over every worker. A last task removes what is left of the directory itself. A task
+        that found a directory moved out of its root stops the job: no further task of it
+        is sent (the ones already sent go on, each from the root by name)."""
         first = self._submit(root, path, display, keep, split=True).result()
         subdirs = first.subdirs
         first.subdirs = []
         _merge(tally, first)
-        if not subdirs:
+        if not subdirs or tally.stopped:
             return
         if len(subdirs) == 1 and depth + 1 < SPLIT_DEPTH:
             sub = subdirs[0]
@@ -292,6 +295,8 @@ class ProcessDeleter:
             ]
             for part in parts:
                 _merge(tally, part.result())
+        if tally.stopped:
+            return
         _merge(tally, self._submit(root, path, display, keep).result())
 
     def is_small(self, root: str, name: str) -> bool:
@@ -301,7 +306,7 @@ class ProcessDeleter:
         subdirectory (filesystems that do not count them, such as btrfs, report 1 and are
         sent to a worker). Only where the work happens depends on it, never what is done."""
         try:
-            info = os.stat(name, dir_fd=self.root_fds[root], follow_symlinks=False)
+            info = os.stat(os_name(name), dir_fd=self.root_fds[root], follow_symlinks=False)
         except OSError:
             return True  # gone or unreadable: the Remover says what it is
         if not stat.S_ISDIR(info.st_mode):
@@ -320,6 +325,7 @@ class ProcessDeleter:
 def _merge(into: Tally, part: Tally) -> None:
     """Add a task's tally to the job's (an error met by two tasks is listed once)."""
     into.existed = into.existed or part.existed
+    into.stopped = into.stopped or part.stopped
     into.bytes_freed += part.bytes_freed
     into.files_deleted += part.files_deleted
     into.dirs_removed += part.dirs_removed

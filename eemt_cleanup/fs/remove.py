@@ -6,6 +6,11 @@ Rules (SPEC §7) this module enforces:
   redirect us; a symlink is unlinked as a link, its target never entered;
 - mount points (another ``st_dev``, or a mount listed in ``/proc/self/mountinfo`` at start,
   which also catches same-filesystem bind mounts) are never entered;
+- every directory is still inside its root when the walk enters it and right before it is
+  removed; one that was moved out (renamed away by the web application mid-walk) stops the
+  whole walk, so at most the directory being emptied at that instant is affected
+  (:mod:`eemt_cleanup.fs.walk` holds that rule, shared with the workers' task paths);
+- names from the database are encoded with UTF-8 for system calls, whatever the locale;
 - FIFOs, sockets and devices are unlinked without being opened;
 - the walk is iterative (no recursion limit) and single pass: each file is ``lstat``-ed once,
   right before its unlink, and freed bytes are its allocated blocks; an inode with other hard
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 import threading
 from collections.abc import Callable, Iterable
@@ -24,13 +30,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from eemt_cleanup.fs.safe_open import describe_kind
+from eemt_cleanup.fs.walk import (
+    DIRECTORY_FLAGS,
+    MOVED,
+    Inode,
+    Level,
+    NotEntered,
+    enter,
+    inside_root,
+    local_name,
+    mount_id,
+    os_name,
+    text_name,
+)
 
 BLOCK = 512
-DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 EMPTY_RETRIES = 3
 MOUNTINFO = Path("/proc/self/mountinfo")
-
-Inode = tuple[int, int]
+_OCTAL_ESCAPE = re.compile(rb"\\([0-7]{3})")
 
 
 @dataclass
@@ -48,6 +65,9 @@ class Tally:
     # Dry runs in a worker process: [st_dev, st_ino, st_nlink, bytes] of each link of a
     # multiply-linked file met, for the engine's process to settle (see Remover.settle_links).
     links: list[list[int]] = field(default_factory=list)
+    # The walk found a directory moved out of its root and stopped: nothing more of this
+    # job is removed (the pool does not send the job's remaining tasks either).
+    stopped: bool = False
 
     @property
     def complete(self) -> bool:
@@ -56,31 +76,24 @@ class Tally:
 
 @dataclass
 class _Frame:
-    fd: int
-    parent_fd: int
-    name: str
+    """A directory being emptied: its open level and the walk's state for it."""
+
+    level: Level
     display: str
-    device: int
-    blocks: int
-    mount: int | None = None
     keep: frozenset[str] = frozenset()
     pending: list[str] | None = None
     blocked: bool = False
     retries: int = 0
     parent: _Frame | None = None
 
+    @property
+    def fd(self) -> int:
+        return self.level.fd
 
-def _unescape_mount_path(text: str) -> str:
+
+def _unescape_mount_path(text: bytes) -> bytes:
     # mountinfo escapes space, tab, newline and backslash as \ooo octal.
-    out, index = [], 0
-    while index < len(text):
-        if text[index] == "\\" and index + 3 < len(text) and text[index + 1 : index + 4].isdigit():
-            out.append(chr(int(text[index + 1 : index + 4], 8)))
-            index += 4
-        else:
-            out.append(text[index])
-            index += 1
-    return "".join(out)
+    return _OCTAL_ESCAPE.sub(lambda match: bytes([int(match.group(1), 8)]), text)
 
 
 def mount_points_under(roots: Iterable[Path], mountinfo: Path = MOUNTINFO) -> set[Inode]:
@@ -88,12 +101,13 @@ def mount_points_under(roots: Iterable[Path], mountinfo: Path = MOUNTINFO) -> se
 
     Stat-ing a mount point gives the mounted tree's root, so a directory with that identity
     met during a walk is a mount point even when it is on the same device (a bind mount).
+    Mount paths are bytes, whatever their encoding and the locale's.
     """
     try:
-        lines = mountinfo.read_text().splitlines()
+        lines = mountinfo.read_bytes().splitlines()
     except OSError:
         return set()
-    prefixes = [str(root).rstrip("/") + "/" for root in roots]
+    prefixes = [os.fsencode(root).rstrip(b"/") + b"/" for root in roots]
     found: set[Inode] = set()
     for line in lines:
         fields = line.split()
@@ -107,22 +121,6 @@ def mount_points_under(roots: Iterable[Path], mountinfo: Path = MOUNTINFO) -> se
                 continue
             found.add((info.st_dev, info.st_ino))
     return found
-
-
-def mount_id(fd: int) -> int | None:
-    """The id of the mount an open file lives on (``/proc/self/fdinfo``), or None."""
-    try:
-        info = os.open(f"/proc/self/fdinfo/{fd}", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        data = os.read(info, 1024)
-    finally:
-        os.close(info)
-    for line in data.splitlines():
-        if line.startswith(b"mnt_id:"):
-            return int(line[7:])
-    return None
 
 
 class Remover:
@@ -158,22 +156,26 @@ class Remover:
 
     def remove(
         self,
-        root_fd: int,
+        parent: int | Level,
         name: str,
         display: str,
         keep: frozenset[str] = frozenset(),
         *,
         file_only: bool = False,
     ) -> Tally:
-        """Remove ``name`` inside the directory ``root_fd``; never raises for filesystem errors.
+        """Remove ``name`` inside ``parent``; never raises for filesystem errors.
 
-        ``keep`` names entries directly inside a directory target that stay (kept logs).
-        ``file_only`` targets (an upload, an archive) must be a regular file or a symlink
-        (removed as a link): a directory or any other kind of entry there is refused and
-        reported, never deleted whole.
+        ``parent`` is a root's open descriptor, or (a worker's task path) an open level of a
+        walk from the root. ``name`` is text as the database holds it (see
+        :func:`~eemt_cleanup.fs.walk.os_name`). ``keep`` names entries directly inside a
+        directory target that stay (kept logs). ``file_only`` targets (an upload, an
+        archive) must be a regular file or a symlink (removed as a link): a directory or any
+        other kind of entry there is refused and reported, never deleted whole.
         """
         tally = Tally(display)
-        info = self._target(root_fd, name, tally)
+        parent_fd = parent if isinstance(parent, int) else parent.fd
+        local = local_name(name)
+        info = self._target(parent_fd, local, tally)
         if info is None:
             return tally
         if file_only and not (stat.S_ISREG(info.st_mode) or stat.S_ISLNK(info.st_mode)):
@@ -183,32 +185,31 @@ class Remover:
             )
             return tally
         if stat.S_ISDIR(info.st_mode):
-            root_device = os.fstat(root_fd).st_dev
-            self._remove_tree(root_fd, name, display, keep, root_device, tally)
+            level = parent if isinstance(parent, Level) else Level.root(parent)
+            self._remove_tree(level, local, display, keep, tally)
         else:
-            self._remove_file(root_fd, name, display, info, tally)
+            self._remove_file(parent_fd, local, display, info, tally)
         return tally
 
     def remove_files(
-        self, parent_fd: int, name: str, display: str, keep: frozenset[str] = frozenset()
+        self, parent: int | Level, name: str, display: str, keep: frozenset[str] = frozenset()
     ) -> Tally:
         """Remove the files directly in directory ``name`` and, when it has no
         subdirectory, the directory too; otherwise leave it and list its subdirectories in
-        ``tally.subdirs`` (for other workers). Anything but a directory is removed as
-        :meth:`remove` would. Kept entries are reported by the pass that finishes the
-        directory, not by this one. Not for dry runs (nothing is removed, so the finishing
-        pass would count the files again)."""
+        ``tally.subdirs`` (as text, for other workers' task paths). Anything but a
+        directory is removed as :meth:`remove` would. Kept entries are reported by the pass
+        that finishes the directory, not by this one. Not for dry runs (nothing is removed,
+        so the finishing pass would count the files again)."""
         assert not self.dry_run, "remove_files deletes; a dry run measures whole trees"
         tally = Tally(display)
-        info = self._target(parent_fd, name, tally)
+        level = parent if isinstance(parent, Level) else Level.root(parent)
+        local = local_name(name)
+        info = self._target(level.fd, local, tally)
         if info is None:
             return tally
         if not stat.S_ISDIR(info.st_mode):
-            return self.remove(parent_fd, name, display, keep)
-        parent = os.fstat(parent_fd)
-        frame = self._open_dir(
-            parent_fd, name, display, parent.st_dev, tally, None, keep, mount_id(parent_fd)
-        )
+            return self.remove(level, name, display, keep)
+        frame = self._open_dir(level, local, display, tally, None, keep)
         if frame is None:
             return tally
         try:
@@ -217,14 +218,15 @@ class Remover:
             os.close(frame.fd)
         tally.kept.clear()
         if subdirs:
-            tally.subdirs = subdirs
+            tally.subdirs = [text_name(subdir) for subdir in subdirs]
             return tally
-        rest = self.remove(parent_fd, name, display, keep)  # an emptied directory: cheap
+        rest = self.remove(level, name, display, keep)  # an emptied directory: cheap
         tally.bytes_freed += rest.bytes_freed
         tally.files_deleted += rest.files_deleted
         tally.dirs_removed += rest.dirs_removed
         tally.kept.extend(rest.kept)
         tally.errors.extend(rest.errors)
+        tally.stopped |= rest.stopped
         return tally
 
     def _target(self, parent_fd: int, name: str, tally: Tally) -> os.stat_result | None:
@@ -322,58 +324,33 @@ class Remover:
 
     def _open_dir(
         self,
-        parent_fd: int,
+        parent: Level,
         name: str,
         display: str,
-        parent_device: int,
         tally: Tally,
-        parent: _Frame | None,
+        parent_frame: _Frame | None,
         keep: frozenset[str],
-        parent_mount: int | None = None,
     ) -> _Frame | None:
-        """Open a directory entry without following links; None when it is not entered."""
+        """Enter a directory entry under the walk's one rule (:func:`enter`); None when it
+        is not entered (a directory moved out of its root also stops the walk)."""
         if self.before_open is not None:
-            self.before_open(parent_fd, name)
+            self.before_open(parent.fd, name)
         try:
-            fd = os.open(name, DIRECTORY_FLAGS, dir_fd=parent_fd)
+            level = enter(parent, name, self.mount_points, self.protected)
+        except NotEntered as refusal:
+            tally.errors.append(f"{display}: {refusal.reason}")
+            tally.stopped |= refusal.moved
+            return None
         except FileNotFoundError:
             return None
         except OSError as error:
             if error.errno in (errno.ELOOP, errno.ENOTDIR):
                 # Swapped for a link or a file since it was listed: remove that, as what it is.
-                self._remove_changed(parent_fd, name, display, tally)
+                self._remove_changed(parent.fd, name, display, tally)
             else:
                 tally.errors.append(f"{display}: {error.strerror}")
             return None
-        info = os.fstat(fd)
-        key = (info.st_dev, info.st_ino)
-        mount = mount_id(fd)
-        reason = None
-        if (
-            info.st_dev != parent_device
-            or key in self.mount_points
-            or (mount is not None and parent_mount is not None and mount != parent_mount)
-        ):
-            # The mount id also catches a bind mount of the same filesystem made after the
-            # run started (st_dev cannot, and the start-time mount list does not have it).
-            reason = "a mount point: not crossed"
-        elif key in self.protected:
-            reason = "refused: a protected path (database, config, log directory or a root)"
-        if reason is not None:
-            os.close(fd)
-            tally.errors.append(f"{display}: {reason}")
-            return None
-        return _Frame(
-            fd=fd,
-            parent_fd=parent_fd,
-            name=name,
-            display=display,
-            device=info.st_dev,
-            blocks=info.st_blocks,
-            mount=mount,
-            keep=keep,
-            parent=parent,
-        )
+        return _Frame(level, display, keep=keep, parent=parent_frame)
 
     def _remove_changed(self, parent_fd: int, name: str, display: str, tally: Tally) -> None:
         try:
@@ -410,7 +387,7 @@ class Remover:
             for entry in entries:
                 name = entry.name
                 if keep and name in keep:
-                    tally.kept.append(frame.display + name)
+                    tally.kept.append(frame.display + text_name(name))
                     frame.blocked = True
                     continue
                 try:
@@ -421,7 +398,7 @@ class Remover:
                 except FileNotFoundError:
                     continue
                 except OSError as error:
-                    tally.errors.append(f"{frame.display}{name}: {error.strerror}")
+                    tally.errors.append(f"{frame.display}{text_name(name)}: {error.strerror}")
                     frame.blocked = True
                     continue
                 if fast and info.st_nlink == 1 and (info.st_dev, info.st_ino) not in protected:
@@ -430,33 +407,30 @@ class Remover:
                     except FileNotFoundError:
                         continue
                     except OSError as error:
-                        tally.errors.append(f"{frame.display}{name}: {error.strerror}")
+                        tally.errors.append(f"{frame.display}{text_name(name)}: {error.strerror}")
                         frame.blocked = True
                         continue
                     freed += info.st_blocks
                     files += 1
                     continue
                 before = len(tally.errors)
-                self._remove_file(fd, name, frame.display + name, info, tally)
+                self._remove_file(fd, name, frame.display + text_name(name), info, tally)
                 frame.blocked |= len(tally.errors) > before
         tally.bytes_freed += freed * BLOCK
         tally.files_deleted += files
         return subdirs
 
     def _remove_tree(
-        self,
-        root_fd: int,
-        name: str,
-        display: str,
-        keep: frozenset[str],
-        root_device: int,
-        tally: Tally,
+        self, parent: Level, name: str, display: str, keep: frozenset[str], tally: Tally
     ) -> None:
-        top = self._open_dir(
-            root_fd, name, display, root_device, tally, None, keep, mount_id(root_fd)
-        )
+        top = self._open_dir(parent, name, display, tally, None, keep)
         stack = [top] if top is not None else []
         while stack:
+            if tally.stopped:
+                # A directory was found outside its root: leave the rest of the tree alone.
+                for frame in stack:
+                    os.close(frame.fd)
+                return
             frame = stack[-1]
             if frame.pending is None:
                 frame.pending = self._scan(frame, tally)
@@ -464,14 +438,12 @@ class Remover:
                 child_name = frame.pending.pop()
                 before = len(tally.errors)
                 child = self._open_dir(
-                    frame.fd,
+                    frame.level,
                     child_name,
-                    f"{frame.display}{child_name}/",
-                    frame.device,
+                    f"{frame.display}{text_name(child_name)}/",
                     tally,
                     frame,
                     frozenset(),
-                    frame.mount,
                 )
                 frame.blocked |= len(tally.errors) > before
                 if child is not None:
@@ -481,7 +453,9 @@ class Remover:
             self._finish_dir(frame, tally, stack)
 
     def _finish_dir(self, frame: _Frame, tally: Tally, stack: list[_Frame]) -> None:
-        """Remove an emptied directory; rescan a bounded number of times if files appeared."""
+        """Remove an emptied directory, if it is still inside its root; rescan a bounded
+        number of times if files appeared."""
+        level = frame.level
         if frame.blocked:
             os.close(frame.fd)
             if frame.parent is not None:
@@ -489,11 +463,19 @@ class Remover:
             return
         if self.dry_run:
             os.close(frame.fd)
-            tally.bytes_freed += frame.blocks * BLOCK
+            tally.bytes_freed += level.blocks * BLOCK
             tally.dirs_removed += 1
             return
+        assert level.parent is not None, "a walk never removes its root"
+        if not inside_root(level):
+            # Moved away while it was being emptied: its parent may be outside the root now,
+            # and removing it by name there would be removing outside.
+            os.close(frame.fd)
+            tally.errors.append(f"{frame.display}: {MOVED}")
+            tally.stopped = True
+            return
         try:
-            os.rmdir(frame.name, dir_fd=frame.parent_fd)
+            os.rmdir(level.name, dir_fd=level.parent.fd)
         except OSError as error:
             if error.errno in (errno.ENOTEMPTY, errno.EEXIST) and frame.retries < EMPTY_RETRIES:
                 frame.retries += 1
@@ -510,5 +492,18 @@ class Remover:
                 frame.parent.blocked = True
             return
         os.close(frame.fd)
-        tally.bytes_freed += frame.blocks * BLOCK
+        tally.bytes_freed += level.blocks * BLOCK
         tally.dirs_removed += 1
+
+
+__all__ = [
+    "BLOCK",
+    "DIRECTORY_FLAGS",
+    "Inode",
+    "Level",
+    "Remover",
+    "Tally",
+    "mount_id",
+    "mount_points_under",
+    "os_name",
+]

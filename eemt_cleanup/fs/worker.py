@@ -6,10 +6,12 @@ Workers are forked by :mod:`eemt_cleanup.fs.pool` before the engine starts any t
 they start in a millisecond and inherit the root descriptors the run resolved and opened.
 
 Messages are length-prefixed JSON on pipes: a task is ``{"root": key, "path": [component,
-...], "display": ..., "keep": [...]}`` and its answer the :class:`Tally` as a dict. A task
-path with several components is walked one ``O_NOFOLLOW`` level at a time with every check
-of a walk (device, mount id, mount list, protected inodes); the last component is removed by
-the :class:`Remover`, which applies every rule of :mod:`eemt_cleanup.fs.remove`.
+...], "display": ..., "keep": [...]}`` and its answer the :class:`Tally` as a dict. Path
+components are text as the database holds names (UTF-8, see :mod:`eemt_cleanup.fs.walk`).
+A task path with several components is walked one ``O_NOFOLLOW`` level at a time from the
+root under the walk's one rule (:func:`~eemt_cleanup.fs.walk.enter`: device, mount id,
+mount list, protected inodes, still inside the root); the last component is removed by the
+:class:`Remover`, which applies every rule of :mod:`eemt_cleanup.fs.remove`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import threading
 from dataclasses import asdict
 from typing import IO, Any
 
-from eemt_cleanup.fs.remove import DIRECTORY_FLAGS, Remover, Tally, mount_id
+from eemt_cleanup.fs.remove import Remover, Tally
+from eemt_cleanup.fs.walk import Level, NotEntered, enter, local_name
 
 HEADER = struct.Struct("!I")
 PR_SET_PDEATHSIG = 1
@@ -94,45 +97,40 @@ class TaskRunner:
     def run(self, task: dict[str, Any]) -> Tally:
         display = task["display"]
         path: list[str] = task["path"]
-        parent_fd = self.root_fds[task["root"]]
+        parent = Level.root(self.root_fds[task["root"]])
         opened: list[int] = []
         tally = Tally(display)
         try:
             for component in path[:-1]:
-                fd = self._descend(parent_fd, component, display, tally)
-                if fd is None:
+                level = self._descend(parent, component, display, tally)
+                if level is None:
                     return tally
-                opened.append(fd)
-                parent_fd = fd
+                opened.append(level.fd)
+                parent = level
             remove = self.remover.remove_files if task.get("split") else self.remover.remove
-            return remove(parent_fd, path[-1], display, frozenset(task["keep"]))
+            return remove(parent, path[-1], display, frozenset(task["keep"]))
         finally:
             for fd in opened:
                 os.close(fd)
 
-    def _descend(self, parent_fd: int, name: str, display: str, tally: Tally) -> int | None:
-        """Open one intermediate level, with every check a walk would make; None = stop."""
+    def _descend(self, parent: Level, name: str, display: str, tally: Tally) -> Level | None:
+        """Enter one intermediate level under the walk's one rule; None = stop."""
         try:
-            fd = os.open(name, DIRECTORY_FLAGS, dir_fd=parent_fd)
+            return enter(
+                parent, local_name(name), self.remover.mount_points, self.remover.protected
+            )
+        except NotEntered as refusal:
+            if refusal.moved:
+                tally.errors.append(f"{display}: {refusal.reason}")
+                tally.stopped = True
+            else:
+                tally.errors.append(f"{display}: {name} is a mount point or protected: not entered")
         except OSError as error:
             if error.errno == errno.ENOENT:
                 tally.existed = False
             else:
                 tally.errors.append(f"{display}: cannot enter {name}: {error.strerror}")
-            return None
-        info = os.fstat(fd)
-        key = (info.st_dev, info.st_ino)
-        mount, parent_mount = mount_id(fd), mount_id(parent_fd)
-        if (
-            info.st_dev != os.fstat(parent_fd).st_dev
-            or key in self.remover.mount_points
-            or key in self.remover.protected
-            or (mount is not None and parent_mount is not None and mount != parent_mount)
-        ):
-            os.close(fd)
-            tally.errors.append(f"{display}: {name} is a mount point or protected: not entered")
-            return None
-        return fd
+        return None
 
 
 def serve(tasks: IO[bytes], answers: IO[bytes], runner: TaskRunner) -> None:

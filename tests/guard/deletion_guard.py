@@ -24,6 +24,10 @@ def _resolve(path: Any, dir_fd: int | None) -> str:
     text = os.fsdecode(path)
     if dir_fd is not None and not os.path.isabs(text):
         base = os.readlink(f"/proc/self/fd/{dir_fd}")
+        if "/" not in text and text not in (".", ".."):
+            # The kernel's path of an open directory has no symlink and no "..": it is
+            # already what realpath() would make of it (which costs one lstat per level).
+            return os.path.join(base, text)
         text = os.path.join(base, text)
     # Resolve the parent (never the final component: it may be a symlink being removed).
     parent, name = os.path.split(os.path.abspath(text))

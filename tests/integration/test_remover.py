@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import stat
 import subprocess
@@ -17,10 +18,13 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import deletion_guard
 import pytest
 from conftest import guarded_env, snapshot
 
+import eemt_cleanup
 from eemt_cleanup.fs.remove import Remover, Tally, mount_points_under
 
 BLOCK = 512
@@ -373,6 +377,24 @@ def test_unix_socket_inside_tree_is_unlinked(tmp_path: Path) -> None:
     assert os.listdir(root) == []
 
 
+@pytest.fixture
+def guard_by_descriptor_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deletion guard, judging an unlink or rmdir relative to a directory descriptor by
+    that directory's path as the kernel gives it (``/proc/self/fd``: already canonical)
+    instead of resolving it again one ``lstat`` per level, which over a tree 1100 levels
+    deep is O(depth^2) lstats per call. The same paths are allowed and refused."""
+    real = deletion_guard._resolve
+
+    def resolve(path: Any, dir_fd: int | None) -> str:
+        name = os.fsdecode(path)
+        if dir_fd is None or "/" in name or name in ("", ".", ".."):
+            return str(real(path, dir_fd))
+        return os.path.join(os.readlink(f"/proc/self/fd/{dir_fd}"), name)
+
+    monkeypatch.setattr(deletion_guard, "_resolve", resolve)
+
+
+@pytest.mark.usefixtures("guard_by_descriptor_path")
 def test_tree_deeper_than_the_recursion_limit_is_fully_removed(tmp_path: Path) -> None:
     # Created with relative descriptors, as a path this deep is unwieldy; the deletion guard
     # resolves every unlink through /proc/self/fd, which caps the depth below PATH_MAX.
@@ -529,13 +551,31 @@ def test_protected_directory_as_the_target_is_refused_untouched(tmp_path: Path) 
 
 
 UNPRIVILEGED_REMOVAL = """
-import json, sys
+import json, os, sys
 from eemt_cleanup.fs.remove import Remover
 tally = Remover(dry_run=False).remove(int(sys.argv[1]), sys.argv[2], sys.argv[2] + "/")
-print(json.dumps({"uid": __import__("os").getuid(), "files_deleted": tally.files_deleted,
-                  "dirs_removed": tally.dirs_removed, "bytes_freed": tally.bytes_freed,
-                  "errors": sorted(tally.errors)}))
+print(json.dumps({"uid": os.getuid(), "guarded": hasattr(os.unlink, "__wrapped__"),
+                  "files_deleted": tally.files_deleted, "dirs_removed": tally.dirs_removed,
+                  "bytes_freed": tally.bytes_freed, "errors": sorted(tally.errors)}))
 """
+
+
+def importable_copy(tmp_path: Path) -> Path:
+    """The package and the deletion guard (as the child's ``sitecustomize``), copied where
+    the privilege-dropped child can read them. The checkout may sit where nobody cannot
+    go (a clone under a 0700 directory), and so may ``tmp_path``: the child reaches the
+    copy through an open descriptor, as it reaches the root it deletes in."""
+    copy = tmp_path / "importable"
+    package = Path(eemt_cleanup.__file__).parent
+    shutil.copytree(package, copy / "eemt_cleanup", ignore=shutil.ignore_patterns("__pycache__"))
+    guard = Path(deletion_guard.__file__).parent
+    for name in ("deletion_guard.py", "sitecustomize.py"):
+        shutil.copyfile(guard / name, copy / name)
+    for directory, _subdirectories, files in os.walk(copy):
+        os.chmod(directory, 0o755)
+        for name in files:
+            os.chmod(os.path.join(directory, name), 0o644)
+    return copy
 
 
 def test_permission_errors_are_reported_and_nothing_else_is_touched(tmp_path: Path) -> None:
@@ -554,10 +594,15 @@ def test_permission_errors_are_reported_and_nothing_else_is_touched(tmp_path: Pa
     freed = blocks(mine)
     before_tree = snapshot(root)
     before_canary = snapshot(canary)
+    copy = importable_copy(tmp_path)
 
-    # The child gets the open root directory (the test's tmp_path is not traversable by
-    # nobody) and drops to nobody before Python even starts.
+    # The child gets the open root directory and the open copy of the package (neither
+    # tmp_path nor the checkout need be traversable by nobody), and drops to nobody before
+    # Python even starts. It runs the interpreter itself, not a virtual environment's link
+    # to it, which may sit inside the checkout.
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    code = os.open(copy, os.O_RDONLY | os.O_DIRECTORY)
+    env = guarded_env(tmp_path, PYTHONPATH=f"/proc/self/fd/{code}", PYTHONDONTWRITEBYTECODE="1")
     try:
         completed = subprocess.run(
             [
@@ -565,14 +610,14 @@ def test_permission_errors_are_reported_and_nothing_else_is_touched(tmp_path: Pa
                 f"--reuid={NOBODY}",
                 f"--regid={NOBODY}",
                 "--clear-groups",
-                sys.executable,
+                os.path.realpath(sys.executable),
                 "-c",
                 UNPRIVILEGED_REMOVAL,
                 str(fd),
                 "job",
             ],
-            pass_fds=(fd,),
-            env=guarded_env(tmp_path),
+            pass_fds=(fd, code),
+            env=env,
             cwd="/",
             capture_output=True,
             text=True,
@@ -581,6 +626,7 @@ def test_permission_errors_are_reported_and_nothing_else_is_touched(tmp_path: Pa
         )
     finally:
         os.close(fd)
+        os.close(code)
     if completed.returncode != 0 and completed.stderr.startswith("setpriv"):
         pytest.skip(f"cannot drop privileges with setpriv: {completed.stderr.strip()}")
     assert completed.returncode == 0, completed.stderr
@@ -588,6 +634,7 @@ def test_permission_errors_are_reported_and_nothing_else_is_touched(tmp_path: Pa
 
     assert result == {
         "uid": NOBODY,
+        "guarded": True,
         "files_deleted": 1,
         "dirs_removed": 0,
         "bytes_freed": freed,
