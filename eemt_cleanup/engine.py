@@ -6,6 +6,7 @@ through :func:`run_cleanup`; they only differ in how they render the :class:`Run
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import heapq
 import logging
@@ -28,13 +29,15 @@ from eemt_cleanup.errors import (
     EXIT_PARTIAL,
     EXIT_SIGINT,
     EXIT_SIGTERM,
+    CleanupError,
     ConfigError,
     DatabaseError,
 )
 from eemt_cleanup.fs.pool import Deleter, make_deleter
 from eemt_cleanup.fs.remove import Remover, mount_points_under
+from eemt_cleanup.fs.walk import os_name
 from eemt_cleanup.humanize_size import human_size
-from eemt_cleanup.lock import RunLock, lock_path_for
+from eemt_cleanup.lock import RunLock
 from eemt_cleanup.policy import (
     FAILED,
     SUCCESSFUL,
@@ -46,16 +49,22 @@ from eemt_cleanup.policy import (
     display_value,
 )
 from eemt_cleanup.policy import upload_blocker as policy_upload_blocker
-from eemt_cleanup.store import audit as audit_store
-from eemt_cleanup.store.audit import AuditRow, JobMark
-from eemt_cleanup.store.db import JobRow, JobStore, connect
-from eemt_cleanup.store.migrations import migrate
+from eemt_cleanup.store.audit import AuditRow, JobMark, RunRow
+from eemt_cleanup.store.books import Batch, Books
+from eemt_cleanup.store.db import JobRow, JobStore, check_database_path, connect
+from eemt_cleanup.store.journal import Journal, Leftover, job_key
 from eemt_cleanup.timeparse import format_utc, utc_now
 
 log = logging.getLogger("eemt_cleanup")
 
 PLAN_CHUNK_MINIMUM = 1000
 ROOT_KEYS = ("uploads", "results", "temp")
+# Rows never cleaned are summarised per run with this many examples (not one line a row:
+# a table of a million rows with garbage timestamps must not make a million lines).
+EXAMPLES = 3
+# Shown even under --quiet: cron must tell the operator that data is being kept forever, or
+# that a dry run was forced.
+ALWAYS = {"always": True}
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,11 @@ class JobResult:
     cleaned: bool = False
     audit: list[AuditRow] = field(default_factory=list)
     raw_id: Any = None
+    recorded: bool = False  # its mark is committed (real runs)
+    # What an earlier run deleted of this job but could not record (from the journal).
+    recovered_run: str | None = None
+    recovered_bytes: int = 0
+    recovered_files: int = 0
 
 
 @dataclass(frozen=True)
@@ -96,6 +110,39 @@ class Skip:
     status: str | None = None
     path: str | None = None
     needs_attention: bool = False
+
+
+@dataclass
+class Kept:
+    """Rows of one kind the run will not clean (unknown age, unknown status, a time in the
+    future): how many, and the first few for the operator to look at."""
+
+    label: str
+    count: int = 0
+    examples: list[Skip] = field(default_factory=list)
+
+    def add(self, skip: Skip) -> None:
+        self.count += 1
+        if len(self.examples) < EXAMPLES:
+            self.examples.append(skip)
+
+    def describe(self) -> str:
+        shown = "; ".join(f"job {skip.job_id}: {skip.reason}" for skip in self.examples)
+        more = ", ..." if self.count > len(self.examples) else ""
+        return f"{self.count} {self.label} (e.g. {shown}{more})"
+
+
+UNKNOWN_AGE = "unknown_age"
+UNKNOWN_STATUS = "unknown_status"
+CLOCK_SKEW = "clock_skew"
+
+
+def kept_kinds() -> dict[str, Kept]:
+    return {
+        UNKNOWN_AGE: Kept("with an unknown age"),
+        UNKNOWN_STATUS: Kept("with an unknown status"),
+        CLOCK_SKEW: Kept("with a time in the future"),
+    }
 
 
 @dataclass
@@ -113,12 +160,20 @@ class RunReport:
     next_due_at: datetime | None = None
     stopped_by: int | None = None
     exit_code: int = EXIT_OK
+    forced_by: str | None = None  # the setting that forced a dry run
+    kept: dict[str, Kept] = field(default_factory=kept_kinds)
+    unrecorded: int = 0  # jobs deleted whose records could not be written
 
     def cleaned(self, kind: str) -> int:
-        return sum(1 for job in self.jobs if job.cleaned and job.kind == kind)
+        """Jobs of ``kind`` cleaned: in a real run only those whose mark was committed
+        (what the run log counts), in a dry run those that would be."""
+        if self.dry_run:
+            return sum(1 for job in self.jobs if job.cleaned and job.kind == kind)
+        return sum(1 for job in self.jobs if job.recorded and job.kind == kind)
 
     @property
     def bytes_freed(self) -> int:
+        """Bytes this run returned to the filesystem (or would, in a dry run)."""
         return sum(job.bytes_freed for job in self.jobs)
 
     @property
@@ -126,8 +181,9 @@ class RunReport:
         return sum(job.files_deleted for job in self.jobs)
 
     @property
-    def failed_jobs(self) -> int:
-        return sum(1 for job in self.jobs if job.errors)
+    def recovered(self) -> list[JobResult]:
+        """Jobs recorded now whose data an earlier run deleted without recording it."""
+        return [job for job in self.jobs if job.recovered_run is not None and job.recorded]
 
 
 class RunEvents(Protocol):
@@ -235,7 +291,14 @@ class _Engine:
         self.now = now or utc_now()
         self.policy = Policy.from_settings(self.settings)
         self.report = RunReport(
-            run_id=str(uuid.uuid4()), dry_run=self.dry_run, started_at=utc_now()
+            run_id=str(uuid.uuid4()),
+            dry_run=self.dry_run,
+            started_at=utc_now(),
+            # Forced by the environment (not asked for with --dry-run): said in every output
+            # mode and recorded in history, so an operator sees why nothing is freed.
+            forced_by=config.force_dry_run_source
+            if config.force_dry_run and not options.dry_run
+            else None,
         )
         self.user = _current_user()
         self.selected: set[str] | None = None
@@ -245,31 +308,110 @@ class _Engine:
         self._pending_audit: list[AuditRow] = []
         self.root_fds: dict[str, int] = {}
         self.deleter: Deleter
+        self.books: Books | None = None
+        self.journal: Journal | None = None
+        self.leftovers: dict[str, Leftover] = {}
+        self.halt: str | None = None  # why deleting stopped early (records not writable)
+        self._batches = 0
 
     # -- the run -----------------------------------------------------------------------
 
     def run(self) -> RunReport:
         roots = check_roots(self.config)
+        if self.dry_run:
+            report = self._dry_run(roots)
+            if report.forced_by is not None:
+                self._record_forced_dry_run(report)
+            return report
         database = self.config.roots.database
-        conn = connect(database, readonly=self.dry_run)
+        check_database_path(database)
+        with contextlib.ExitStack() as stack:
+            # The lock comes first and goes last: its descriptor may only be closed once no
+            # SQLite connection of this process is left (see lock.py).
+            lock = stack.enter_context(RunLock(database))
+            conn = connect(database, readonly=False, timeout=self._busy_timeout())
+            stack.callback(conn.close)
+            # Checks the jobs table (a view, WITHOUT ROWID...) before anything is altered.
+            store = JobStore(conn, database, self.settings.jobs)
+            self._check_selected(store)
+            # Roots before the books: a root that cannot be opened as resolved is a setup
+            # error that leaves no trace in the run log.
+            self._open_roots(roots)
+            stack.callback(self._close_roots)
+            self.books = self._books(conn, lock)
+            self.books.open()
+            for what, why in self.books.deferred:
+                log.warning("Put off %s until deleting has made room (%s)", what, why)
+            if self.books.migrated:
+                store = JobStore(conn, database, self.settings.jobs)
+            self.journal = Journal(Path(self.settings.paths.logs))
+            stack.callback(self.journal.close)
+            self.journal.load()
+            self.leftovers = self.journal.leftovers
+            return self._run_unlocked(store, roots)
+
+    def _dry_run(self, roots: dict[str, Path]) -> RunReport:
+        database = self.config.roots.database
+        conn = connect(database, readonly=True, timeout=self._busy_timeout())
         try:
             store = JobStore(conn, database, self.settings.jobs)
             self._check_selected(store)
-            if self.dry_run:
-                return self._run_unlocked(store, roots)
-            holder = {
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "user": self.user,
-                "started_at": format_utc(self.report.started_at),
-                "run_id": self.report.run_id,
-            }
-            with RunLock(lock_path_for(database), holder):
-                self._migrate(conn, store)
-                store = JobStore(conn, database, self.settings.jobs)
-                return self._run_unlocked(store, roots)
+            self._open_roots(roots)
+            return self._run_unlocked(store, roots)
         finally:
+            self._close_roots()
             conn.close()
+
+    def _run_row(self, *, dry_run: bool = False) -> RunRow:
+        return RunRow(
+            run_id=self.report.run_id,
+            started_at=format_utc(self.report.started_at),
+            trigger=self.options.trigger,
+            user=self.user,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            dry_run=dry_run,
+            dry_run_forced_by=self.report.forced_by,
+        )
+
+    def _books(self, conn: sqlite3.Connection, lock: RunLock, *, dry_run: bool = False) -> Books:
+        columns = self.settings.jobs.columns
+        return Books(
+            conn=conn,
+            jobs=self.settings.jobs,
+            run=self._run_row(dry_run=dry_run),
+            lock=lock,
+            retry_seconds=self._commit_retry_seconds(),
+            migrate_names=(columns.status, columns.dem_filename),
+        )
+
+    def _busy_timeout(self) -> float:
+        return self.settings.performance.busy_timeout_seconds
+
+    def _commit_retry_seconds(self) -> float:
+        return self.settings.performance.commit_retry_seconds
+
+    def _record_forced_dry_run(self, report: RunReport) -> None:
+        """A dry run forced by the environment is recorded in ``history`` (the operator
+        meant a real run and must be able to see why nothing was freed). Best effort."""
+        database = self.config.roots.database
+        try:
+            with contextlib.ExitStack() as stack:
+                lock = stack.enter_context(RunLock(database))
+                conn = connect(database, readonly=False, timeout=self._busy_timeout())
+                stack.callback(conn.close)
+                JobStore(conn, database, self.settings.jobs)
+                books = self._books(conn, lock, dry_run=True)
+                books.open()
+                problem = books.finish(
+                    timestamp=lambda: format_utc(report.finished_at or utc_now()),
+                    errors=len(report.errors),
+                    exit_code=report.exit_code,
+                )
+        except CleanupError as error:
+            problem = str(error)
+        if problem is not None:
+            log.warning("The forced dry run is not recorded in history: %s", problem, extra=ALWAYS)
 
     def _check_selected(self, store: JobStore) -> None:
         """Unknown ``--job`` ids are an input error, raised before anything is written."""
@@ -277,18 +419,9 @@ class _Engine:
             if not store.by_id(job_id):
                 raise DatabaseError(f"--job {job_id}: no such job in {store.path}")
 
-    def _migrate(self, conn: sqlite3.Connection, store: JobStore) -> None:
-        columns = self.settings.jobs.columns
-        try:
-            migrate(conn, self.settings.jobs.table, columns.status, columns.dem_filename)
-        except sqlite3.DatabaseError as error:
-            raise DatabaseError(
-                f"{store.path}: cannot add our columns and tables: {error}"
-            ) from None
-
     def _run_unlocked(self, store: JobStore, roots: dict[str, Path]) -> RunReport:
+        """Plan, delete and record, on the roots already opened."""
         _raise_fd_limit()
-        self._open_roots(roots)
         remover = Remover(
             dry_run=self.dry_run,
             protected=self._protected(roots),
@@ -296,20 +429,22 @@ class _Engine:
         )
         self.deleter = make_deleter(self.root_fds, remover, self._workers())
         try:
-            self._start_log(store)
             self._log_start()
             self._process(store, remover)
         except sqlite3.Error as error:
-            # The database failed us mid-run (e.g. locked past the busy timeout): what was
-            # deleted but not yet marked is finished by the next run; say so and exit 1.
+            # The database failed us mid-run (e.g. it could not be read): what was deleted
+            # but not yet marked is finished by the next run; say so and exit 1.
             self.report.errors.append(f"database error, run stopped early: {error}")
             log.error("Database error, run stopped early: %s", error)
         finally:
             self.deleter.close()
-            for fd in self.root_fds.values():
-                os.close(fd)
             store.close()
         return self._finish(store)
+
+    def _close_roots(self) -> None:
+        for fd in self.root_fds.values():
+            os.close(fd)
+        self.root_fds.clear()
 
     def _workers(self) -> int:
         performance = self.settings.performance
@@ -337,7 +472,6 @@ class _Engine:
             self.config.roots.database,
             self.config.roots.database.parent,
             self.config.roots.logs,
-            lock_path_for(self.config.roots.database),
         ]
         if self.config.config_file is not None:
             paths.append(self.config.config_file)
@@ -350,22 +484,14 @@ class _Engine:
             protected.add((info.st_dev, info.st_ino))
         return protected
 
-    def _start_log(self, store: JobStore) -> None:
-        if self.dry_run:
-            return
-        audit_store.start_run(
-            store.conn,
-            run_id=self.report.run_id,
-            started_at=format_utc(self.report.started_at),
-            trigger=self.options.trigger,
-            user=self.user,
-            host=socket.gethostname(),
-            pid=os.getpid(),
-            dry_run=False,
-        )
-
     def _log_start(self) -> None:
         prefix = "[DRY RUN] " if self.dry_run else ""
+        if self.report.forced_by is not None:
+            log.warning(
+                "[DRY RUN] Dry run forced by %s: nothing is deleted",
+                self.report.forced_by,
+                extra=ALWAYS,
+            )
         log.info(
             "%sStarting job cleanup (run %s, successful after %sh, failed after %sh)",
             prefix,
@@ -467,20 +593,33 @@ class _Engine:
         verdict = decision.verdict
         if verdict is Verdict.DUE:
             return decision
-        if verdict is Verdict.RETAINED:
+        if verdict in (Verdict.RETAINED, Verdict.CLOCK_SKEW):
             self.report.retained += 1
             if decision.due_at is not None and (
                 self.report.next_due_at is None or decision.due_at < self.report.next_due_at
             ):
                 self.report.next_due_at = decision.due_at
+            if verdict is Verdict.CLOCK_SKEW:
+                self._keep(CLOCK_SKEW, decision)
         elif verdict is Verdict.REFUSED:
             self._skip(decision, decision.reason or "refused", attention=True)
             self._pending_audit.append(
                 AuditRow(decision.job_id, "refused", None, error=decision.reason)
             )
-        elif verdict in (Verdict.UNKNOWN_AGE, Verdict.UNKNOWN_STATUS):
-            self._skip(decision, decision.reason or verdict.value)
+        elif verdict is Verdict.UNKNOWN_AGE:
+            self._keep(UNKNOWN_AGE, decision)
+        elif verdict is Verdict.UNKNOWN_STATUS:
+            self._keep(UNKNOWN_STATUS, decision)
         return None
+
+    def _keep(self, kind: str, decision: Decision) -> None:
+        """Count a row this run will not clean; the first few are examples in the one
+        summary line (and JSON), never one line a row."""
+        kept = self.report.kept[kind]
+        skip = Skip(decision.job_id, decision.reason or kind, decision.status)
+        if len(kept.examples) < EXAMPLES:
+            self.report.skipped.append(skip)
+        kept.add(skip)
 
     def _skip(
         self, decision: Decision, reason: str, *, attention: bool = False, path: str | None = None
@@ -501,17 +640,24 @@ class _Engine:
                 planned += len(chunk)
                 self.events.planned(planned)
                 for start in range(0, len(chunk), batch_size):
-                    if self.stop.requested:
+                    if self.stop.requested or self.halt:
                         break
                     self._run_batch(pool, store, remover, chunk[start : start + batch_size])
-                if self.stop.requested:
+                if self.stop.requested or self.halt:
                     break
         if self._pending_audit:
-            self._write_batch(store, [])
+            self._record([])
 
     def _run_batch(
         self, pool: ThreadPoolExecutor, store: JobStore, remover: Remover, batch: list[Decision]
     ) -> None:
+        self._batches += 1
+        if self.journal is not None:
+            self.journal.intend(
+                self.report.run_id,
+                self._batches,
+                [(d.row.job_id, [a.display for a in d.artifacts]) for d in batch],
+            )
         # Jobs whose data is small (files and flat directories that fit in one block) are
         # cleaned on this thread: handing them to a pool thread costs more in GIL hand-overs
         # than the work itself. The others go to the pool, whose threads wait on the workers.
@@ -540,32 +686,72 @@ class _Engine:
                 )
                 self.events.job_done(work.result)
         self.report.jobs.extend(results)
-        self._write_batch(store, results)
+        self._record(results)
 
-    def _write_batch(self, store: JobStore, results: list[JobResult]) -> None:
-        if self.dry_run:
-            self._pending_audit.clear()
+    def _record(self, results: list[JobResult]) -> None:
+        """Hand the batch's marks and audit rows to the books (and its outcome to the
+        journal first, so it survives a commit that fails)."""
+        rows = self._pending_audit + [row for result in results for row in result.audit]
+        self._pending_audit = []
+        if self.dry_run or self.books is None:
             return
+        number = self._batches
+        if self.journal is not None:
+            self.journal.done(
+                self.report.run_id,
+                number,
+                [self._journal_entry(r) for r in results if r.paths or r.recovered_run],
+            )
+        cleaned = [result for result in results if result.cleaned]
         marks = [
             JobMark(
                 job_id=result.raw_id,
-                data_size_bytes=result.bytes_freed,
+                data_size_bytes=result.bytes_freed + result.recovered_bytes,
                 keep_metadata=self._keep_metadata(result),
+                kind=result.kind,
+                bytes_freed=result.bytes_freed + result.recovered_bytes,
+                files_deleted=result.files_deleted + result.recovered_files,
             )
-            for result in results
-            if result.cleaned
+            for result in cleaned
         ]
-        rows = self._pending_audit + [row for result in results for row in result.audit]
-        self._pending_audit = []
-        audit_store.write_batch(
-            store.conn,
-            self.settings.jobs,
-            marks,
-            rows,
-            run_id=self.report.run_id,
-            user=self.user,
-            timestamp=format_utc(utc_now()),
+        settles = [job_key(r.raw_id) for r in results if r.recovered_run is not None]
+        journal, run_id = self.journal, self.report.run_id
+
+        def written(done: list[bool]) -> None:
+            for result, recorded in zip(cleaned, done, strict=True):
+                result.recorded = recorded
+            if journal is not None:
+                journal.recorded(run_id, number, settles)
+
+        stop = self.books.record(
+            Batch(number, marks, rows, settles, written), timestamp=lambda: format_utc(utc_now())
         )
+        if stop is not None:
+            self.halt = stop
+            log.error("Stopped deleting: %s", stop)
+
+    def _journal_entry(self, result: JobResult) -> dict[str, Any]:
+        at = format_utc(utc_now())
+        return {
+            "job": result.raw_id,
+            "run": result.recovered_run or self.report.run_id,
+            "audit": [
+                [
+                    row.action,
+                    row.path,
+                    row.bytes_freed,
+                    row.files_deleted,
+                    row.error,
+                    row.timestamp or at,
+                    row.run_id or self.report.run_id,
+                ]
+                for row in result.audit
+            ],
+            "bytes": result.bytes_freed + result.recovered_bytes,
+            "files": result.files_deleted + result.recovered_files,
+            "paths": result.paths,
+            "finished": True,
+        }
 
     def _keep_metadata(self, result: JobResult) -> bool:
         if result.kind == SUCCESSFUL:
@@ -638,21 +824,63 @@ class _Engine:
                 continue
             self._apply(remover, artifact, work)
         if decision.upload_refused:
+            # The upload cannot be named safely, so it may still be on disk: the job stays
+            # unmarked and is reported again by every run until someone looks.
             path = f"uploads/{display_value(decision.row.dem_filename)}"
-            if not decision.upload_nameless:
-                # The upload cannot be named safely, so it may still be on disk: the job
-                # stays unmarked and is reported again by every run until someone looks.
-                result.errors.append(f"{path}: {decision.upload_refused}")
+            result.errors.append(f"{path}: {decision.upload_refused}")
             result.audit.append(
                 AuditRow(decision.job_id, "refused", path, error=decision.upload_refused)
             )
             work.skip(decision.upload_refused, attention=True, path=path)
+        leftover = self.leftovers.get(job_key(decision.row.job_id))
+        if leftover is not None:
+            self._carry(result, leftover, work)
         result.cleaned = not result.errors
-        if result.cleaned and not result.paths:
+        if result.cleaned and not result.paths and leftover is None:
             # Nothing left on disk (e.g. a crash after deleting, before marking): the mark
             # still gets its audit row, so no cleaned job lacks an audit trail.
             result.audit.append(AuditRow(decision.job_id, "no_data", None))
             work.say(logging.INFO, f"Job {decision.job_id}: no data left on disk")
+
+    def _carry(self, result: JobResult, leftover: Leftover, work: _JobWork) -> None:
+        """Record what an earlier run deleted of this job but could not record: its audit
+        rows (with that run's id) go in before ours, and its bytes and files are counted
+        with this job's mark, so the run log counts the job exactly once."""
+        result.recovered_run = leftover.run_id
+        if not leftover.finished:
+            paths = ", ".join(leftover.paths) or "its data"
+            rows = [
+                AuditRow(
+                    result.job_id,
+                    "no_data",
+                    None,
+                    error=f"deleted by run {leftover.run_id}, whose records were lost "
+                    f"(bytes unknown): {paths}",
+                    run_id=leftover.run_id,
+                )
+            ]
+        else:
+            result.recovered_bytes = leftover.bytes_freed
+            result.recovered_files = leftover.files_deleted
+            rows = [
+                AuditRow(
+                    result.job_id,
+                    str(action),
+                    path,
+                    int(freed or 0),
+                    int(files or 0),
+                    error,
+                    run_id=str(run or leftover.run_id),
+                    timestamp=at,
+                )
+                for action, path, freed, files, error, at, run, *_ in leftover.audit
+            ]
+        result.audit[0:0] = rows
+        work.say(
+            logging.INFO,
+            f"Job {result.job_id}: recording what run {leftover.run_id} deleted "
+            f"({human_size(leftover.bytes_freed)}) but could not record",
+        )
 
     def _recheck(self, store: JobStore, work: _JobWork) -> Decision | None:
         """Read the row again right before touching the job's data; None to leave it."""
@@ -706,7 +934,9 @@ class _Engine:
     def _exists(self, artifact: Artifact) -> bool:
         """Whether the entry is there (so a missing upload costs no reference query)."""
         try:
-            os.stat(artifact.name, dir_fd=self.root_fds[artifact.root], follow_symlinks=False)
+            os.stat(
+                os_name(artifact.name), dir_fd=self.root_fds[artifact.root], follow_symlinks=False
+            )
         except FileNotFoundError:
             return False
         except OSError:
@@ -766,32 +996,60 @@ class _Engine:
     def _finish(self, store: JobStore) -> RunReport:
         report = self.report
         report.finished_at = utc_now()
+        if self.halt is not None:
+            report.errors.append(f"run stopped early: {self.halt}")
+        if self.books is not None:
+            self.books.flush(timestamp=lambda: format_utc(utc_now()), patient=True)
+            self._report_unrecorded(report)
         attention = any(skip.needs_attention for skip in report.skipped)
         report.exit_code = EXIT_PARTIAL if report.errors or attention else EXIT_OK
         if self.stop.signal_number is not None:
             report.stopped_by = self.stop.signal_number
             report.exit_code = EXIT_SIGINT if self.stop.signal_number == 2 else EXIT_SIGTERM
-        _log_summary(report)
-        if not self.dry_run:
-            self._finish_log(store, report)
-        return report
-
-    def _finish_log(self, store: JobStore, report: RunReport) -> None:
-        try:
-            audit_store.finish_run(
-                store.conn,
-                run_id=report.run_id,
-                finished_at=format_utc(report.finished_at or utc_now()),
-                jobs_successful=report.cleaned(SUCCESSFUL),
-                jobs_failed=report.cleaned(FAILED),
-                bytes_freed=report.bytes_freed,
-                files_deleted=report.files_deleted,
+        if self.books is not None:
+            problem = self.books.finish(
+                timestamp=lambda: format_utc(report.finished_at or utc_now()),
                 errors=len(report.errors),
                 exit_code=report.exit_code,
             )
-        except sqlite3.Error as error:
-            log.error("Could not complete the run-log row: %s", error)
-            report.exit_code = report.exit_code or EXIT_PARTIAL
+            if problem is not None:
+                report.errors.append(f"the run-log row could not be completed: {problem}")
+                report.exit_code = report.exit_code or EXIT_PARTIAL
+            self._settle_journal(store, report)
+        _log_summary(report)
+        return report
+
+    def _report_unrecorded(self, report: RunReport) -> None:
+        """Jobs deleted whose marks never got committed are not counted as cleaned
+        anywhere; the journal keeps what they freed, for the next run to record."""
+        assert self.books is not None
+        unrecorded = [job for job in report.jobs if job.cleaned and not job.recorded]
+        if not unrecorded:
+            return
+        report.unrecorded = len(unrecorded)
+        why = self.books.last_error or "the run stopped before writing them"
+        for job in unrecorded:
+            job.errors.append(f"data deleted, but its record could not be written: {why}")
+        report.errors.append(
+            f"{len(unrecorded)} jobs were deleted but their records could not be written "
+            f"({why}): not counted as cleaned; the next run records them"
+        )
+
+    def _settle_journal(self, store: JobStore, report: RunReport) -> None:
+        if self.journal is None:
+            return
+        unrecorded = [
+            self._journal_entry(job) for job in report.jobs if job.audit and not job.recorded
+        ]
+        gone = set()
+        for key in set(self.leftovers) - self.journal.resolved:
+            try:
+                rows = store.by_id(_json_value(key))
+            except sqlite3.Error:
+                continue
+            if not rows or all(row.data_cleaned_at is not None for row in rows):
+                gone.add(key)  # recorded after all, or the row is gone: nothing to carry
+        self.journal.settle(unrecorded, gone)
 
 
 def _due_order(decision: Decision) -> tuple[datetime, int]:
@@ -804,6 +1062,17 @@ def _hours(value: float) -> str:
 
 
 def _log_summary(report: RunReport) -> None:
+    kept = [report.kept[kind] for kind in (UNKNOWN_AGE, UNKNOWN_STATUS) if report.kept[kind].count]
+    if kept:
+        log.warning(
+            "Never cleaned until fixed: %s", "; ".join(k.describe() for k in kept), extra=ALWAYS
+        )
+    if report.kept[CLOCK_SKEW].count:
+        log.warning(
+            "Clock skew: %s; each is kept until it is due",
+            report.kept[CLOCK_SKEW].describe(),
+            extra=ALWAYS,
+        )
     if report.dry_run:
         cleaned = sum(1 for job in report.jobs if job.cleaned)
         log.info(
@@ -811,6 +1080,12 @@ def _log_summary(report: RunReport) -> None:
             cleaned,
             human_size(report.bytes_freed),
         )
+        if report.forced_by is not None:
+            log.warning(
+                "[DRY RUN] Nothing was deleted: the dry run was forced by %s",
+                report.forced_by,
+                extra=ALWAYS,
+            )
         return
     log.info(
         "Cleanup summary: %d successful, %d failed, %s freed",
@@ -818,6 +1093,13 @@ def _log_summary(report: RunReport) -> None:
         report.cleaned(FAILED),
         human_size(report.bytes_freed),
     )
+    recovered = report.recovered
+    if recovered:
+        log.info(
+            "Recorded %d jobs that earlier runs had cleaned without recording them (%s)",
+            len(recovered),
+            human_size(sum(job.recovered_bytes for job in recovered)),
+        )
     if report.stopped_by is not None:
         log.warning(
             "Cleanup stopped by signal %d; the rest is left for the next run", report.stopped_by
@@ -831,19 +1113,17 @@ def _log_summary(report: RunReport) -> None:
         )
 
 
+def _json_value(key: str) -> Any:
+    import json
+
+    return json.loads(key)
+
+
 def _current_user() -> str:
     try:
         return getpass.getuser()
     except (KeyError, OSError):
         return str(os.getuid())
-
-
-def iter_decisions(
-    store: JobStore, policy: Policy, now: datetime, statuses: Iterable[str]
-) -> Iterator[Decision]:
-    """Decisions for every not-yet-cleaned job with one of ``statuses`` (for ``status``)."""
-    for row in store.iter_unclean(sorted(statuses)):
-        yield decide(row, policy, now)
 
 
 __all__ = [
@@ -854,6 +1134,5 @@ __all__ = [
     "Skip",
     "StopFlag",
     "check_roots",
-    "iter_decisions",
     "run_cleanup",
 ]

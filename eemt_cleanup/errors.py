@@ -26,11 +26,19 @@ class DatabaseError(CleanupError):
     """The database is missing, corrupt, foreign, or lacks the columns we need."""
 
 
-class UnsafePathError(CleanupError):
-    """A path that must never be deleted was about to be (a safety rule refused it)."""
+class LockPathError(DatabaseError):
+    """The database cannot be opened to take the run lock (missing, a directory, a FIFO, a
+    planted symlink, permission denied): a setup problem, not contention (exit 2)."""
 
 
 class LockedError(CleanupError):
-    """Another run holds the exclusive lock."""
+    """Another live run holds the exclusive lock: try again later."""
+
+    exit_code = EXIT_LOCKED
+
+
+class BusyError(CleanupError):
+    """Another writer kept the database locked past the busy timeout before anything was
+    deleted (also during migrations): try again later."""
 
     exit_code = EXIT_LOCKED

@@ -1,51 +1,111 @@
-"""One run at a time: an exclusive ``flock`` on a file beside the database.
+"""One run at a time: an exclusive ``flock`` on the database file itself.
 
-The kernel drops the lock when the holder dies, so it can never be left stale; the file's
-content only says who holds it, for the message a second run prints.
+Keyed by the file's identity, not by a name: every path to the database (a hard link, a
+bind mount, a symlink, the same file seen from a container) reaches the same inode and so
+the same lock. No file of ours is created beside the database, which may sit in a
+world-writable directory such as ``/tmp``: there is nothing there to plant a symlink at.
+The kernel drops the lock when the holder dies, so it is never stale.
+
+Who holds it is found without touching the lock (``/proc/locks`` names the holder's pid;
+the run-log row the holder wrote at its start says the rest), so asking never races with
+a run that is starting.
+
+SQLite locks with POSIX record locks, which the kernel keeps apart from ``flock``; but
+closing *any* descriptor of the database releases this process's POSIX locks, so the lock's
+descriptor is closed only after every SQLite connection of the run (see the engine).
 """
 
 from __future__ import annotations
 
 import fcntl
-import json
 import os
+import socket
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
-from eemt_cleanup.errors import LockedError
+from eemt_cleanup.errors import LockedError, LockPathError
+from eemt_cleanup.fs.safe_open import UnsafeFileError, open_regular
+
+PROC_LOCKS = Path("/proc/locks")
 
 
-def lock_path_for(database: Path) -> Path:
-    """The lock file of a database: ``<database>.cleanup.lock`` in the same directory."""
-    return database.with_name(database.name + ".cleanup.lock")
+@dataclass(frozen=True)
+class Holder:
+    """The run holding the lock, as far as it can be told (every field may be unknown)."""
+
+    pid: int | None
+    run_id: str | None = None
+    host: str | None = None
+    user: str | None = None
+    trigger: str | None = None
+    started_at: str | None = None
+
+    def describe(self) -> str:
+        parts = [
+            f"pid {self.pid}" if self.pid else None,
+            f"on {self.host}" if self.host else None,
+            f"user {self.user}" if self.user else None,
+            f"trigger {self.trigger}" if self.trigger else None,
+            f"since {self.started_at}" if self.started_at else None,
+            f"run {self.run_id}" if self.run_id else None,
+        ]
+        known = [part for part in parts if part]
+        return ", ".join(known) if known else "holder unknown"
 
 
 class RunLock:
-    """Context manager holding the exclusive lock; raises LockedError when another run has it."""
+    """Context manager holding the exclusive lock on ``database``.
 
-    def __init__(self, path: Path, holder: dict[str, Any]) -> None:
-        self.path = path
-        self.holder = holder
+    Raises LockedError (exit 75) when another live run holds it, and LockPathError (exit 2,
+    naming the path) when the database cannot be opened to lock it — missing, a directory,
+    a FIFO, a symlink planted after the path was resolved, permission denied.
+    """
+
+    def __init__(self, database: Path) -> None:
+        self.path = database
         self._fd: int | None = None
 
     def __enter__(self) -> RunLock:
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+            fd = open_regular(self.path, os.O_RDONLY, single_link=False)
+        except UnsafeFileError as error:
+            raise LockPathError(f"cannot lock the database {error}") from None
         except OSError as error:
-            raise LockedError(f"cannot open the lock file {self.path}: {error.strerror}") from None
+            raise LockPathError(
+                f"cannot open the database {self.path} to lock it: {error.strerror}"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _read_holder(fd)
             os.close(fd)
+            holder = find_holder(self.path)
+            described = holder.describe() if holder else "holder unknown"
             raise LockedError(
-                f"another eemt-cleanup run holds the lock {self.path}{holder}; not starting"
+                f"another eemt-cleanup run holds the lock on {self.path} ({described}); "
+                "not starting"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(self.holder) + "\n").encode(), 0)
+        except OSError as error:
+            os.close(fd)
+            raise LockPathError(f"cannot lock the database {self.path}: {error.strerror}") from None
         self._fd = fd
         return self
+
+    @property
+    def identity(self) -> tuple[int, int]:
+        """(st_dev, st_ino) of the locked database."""
+        assert self._fd is not None
+        info = os.fstat(self._fd)
+        return info.st_dev, info.st_ino
+
+    def replaced(self) -> bool:
+        """Whether the path no longer names the file we locked (it was renamed over,
+        deleted or swapped): our writes would then go to a file nobody reads."""
+        try:
+            info = os.stat(self.path)
+        except OSError:
+            return True
+        return (info.st_dev, info.st_ino) != self.identity
 
     def __exit__(
         self,
@@ -54,24 +114,70 @@ class RunLock:
         traceback: TracebackType | None,
     ) -> None:
         if self._fd is not None:
-            os.ftruncate(self._fd, 0)
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
+            os.close(self._fd)  # also releases the flock
             self._fd = None
 
 
-def _read_holder(fd: int) -> str:
+def _locking_pids(device: int, inode: int, locks: Path = PROC_LOCKS) -> list[int]:
+    """Pids holding a FLOCK on the inode, from ``/proc/locks`` (waiters are skipped)."""
     try:
-        data = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
-    except (OSError, ValueError):
-        return ""
-    if not isinstance(data, dict) or not data:
-        return ""
-    parts = [
-        f"pid {data.get('pid')}",
-        f"on {data.get('host')}",
-        f"user {data.get('user')}",
-        f"since {data.get('started_at')}",
-        f"run {data.get('run_id')}",
-    ]
-    return " (" + ", ".join(parts) + ")"
+        lines = locks.read_text().splitlines()
+    except OSError:
+        return []
+    wanted = f"{os.major(device):02x}:{os.minor(device):02x}:{inode}"
+    pids = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 6 or fields[1] == "->" or fields[1] != "FLOCK":
+            continue
+        if fields[5] == wanted:
+            try:
+                pids.append(int(fields[4]))
+            except ValueError:
+                continue
+    return pids
+
+
+def find_holder(database: Path) -> Holder | None:
+    """The run holding the lock on ``database``, or None when nobody holds it.
+
+    Never takes the lock: a status query must not make a starting run fail with 75.
+    """
+    try:
+        info = os.stat(database)
+    except OSError:
+        return None
+    pids = _locking_pids(info.st_dev, info.st_ino)
+    if not pids:
+        return None
+    pid = pids[0] or None
+    return _from_run_log(database, pid) or Holder(pid)
+
+
+def _from_run_log(database: Path, pid: int | None) -> Holder | None:
+    """The holder's own run-log row (written when it started; best effort)."""
+    from eemt_cleanup.store.audit import unfinished_runs
+    from eemt_cleanup.store.db import connect
+
+    try:
+        conn = connect(database, readonly=True)
+    except Exception:  # noqa: BLE001 - a description is best effort
+        return None
+    try:
+        rows = unfinished_runs(conn)
+    except Exception:  # noqa: BLE001
+        return None
+    finally:
+        conn.close()
+    host = socket.gethostname()
+    for row in rows:
+        if pid is None or (row.get("pid") == pid and row.get("host") == host):
+            return Holder(
+                pid=row.get("pid"),
+                run_id=row.get("run_id"),
+                host=row.get("host"),
+                user=row.get("user"),
+                trigger=row.get("trigger"),
+                started_at=row.get("started_at"),
+            )
+    return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from pathlib import Path
@@ -169,7 +170,7 @@ def run(
         ),
     )
     options = RunOptions(
-        dry_run=dry_run or loaded.force_dry_run,
+        dry_run=dry_run,  # the engine adds EEMT_CLEANUP_DRY_RUN, and says it was forced
         job_ids=tuple(job or ()),
         limit=limit,
         trigger=trigger,
@@ -202,7 +203,10 @@ def execute(
         verbose=verbose,
         level=settings.logging.level,
     )
-    log_file = None if options.dry_run else Path(loaded.roots.logs) / settings.logging.file
+    dry_run = options.dry_run or loaded.force_dry_run
+    # The configured path, not the resolved one: the log handler resolves it itself and
+    # refuses a symlink someone else could have planted on the way.
+    log_file = None if dry_run else Path(settings.paths.logs) / settings.logging.file
     console = None
     if mode.rich:
         from rich.console import Console
@@ -215,7 +219,7 @@ def execute(
         if console is not None:
             from eemt_cleanup.report.tables import progress_bar, render_report
 
-            with progress_bar(console, options.dry_run) as events:
+            with progress_bar(console, dry_run) as events:
                 report = run_cleanup(loaded, options, events=events, stop=stop)
             render_report(console, report, verbose=verbose)
         else:
@@ -236,7 +240,8 @@ def _install_signal_handlers(stop: Any) -> dict[int, Any]:
             # A second signal means "now": no waiting for the job in hand. Every state a
             # kill can leave is one the next run completes (data goes before its mark, the
             # open transaction is rolled back, the lock dies with us, workers die with us).
-            os.write(2, b"eemt-cleanup: second signal: stopping now; the next run finishes\n")
+            with contextlib.suppress(OSError):  # stderr may be a pipe nobody reads
+                os.write(2, b"eemt-cleanup: second signal: stopping now; the next run finishes\n")
             os._exit(128 + signal_number)
         stop.request(signal_number)
 

@@ -161,6 +161,56 @@ def open_directory(path: str | Path, *, dir_fd: int | None = None) -> int:
         raise
 
 
+MAX_SYMLINKS = 40
+
+
+def trusted_path(path: str | Path) -> Path:
+    """``path`` resolved like ``realpath``, but a symlink on the way is followed only where
+    nobody but root (or this user) could have put it: in a directory that only root or we
+    can write, or, in a sticky directory such as ``/tmp``, when root or we own the link
+    (the kernel's ``protected_symlinks`` rule). A missing tail is returned as given (it is
+    created later). Raises UnsafeFileError naming the symlink otherwise.
+
+    Used for the directories we create and write our files in (the logs directory, beside
+    a database that may sit in a world-writable directory).
+    """
+    pending = list(Path(os.path.abspath(path)).parts[1:])
+    current = Path("/")
+    followed = 0
+    while pending:
+        name = pending.pop(0)
+        candidate = current / name
+        try:
+            info = os.lstat(candidate)
+        except FileNotFoundError:
+            return candidate.joinpath(*pending)
+        if not stat.S_ISLNK(info.st_mode):
+            current = candidate
+            continue
+        followed += 1
+        if followed > MAX_SYMLINKS:
+            raise UnsafeFileError(path, "too many levels of symbolic links")
+        if not _trusted_link(current, info):
+            raise UnsafeFileError(
+                candidate,
+                "is a symbolic link in a directory others can write: not followed "
+                "(it may have been planted there)",
+            )
+        target = Path(os.readlink(candidate))
+        resolved = Path(os.path.normpath(target if target.is_absolute() else current / target))
+        pending = list(resolved.parts[1:]) + pending
+        current = Path("/")
+    return current
+
+
+def _trusted_link(directory: Path, link: os.stat_result) -> bool:
+    ours = {0, os.geteuid()}
+    info = os.stat(directory)
+    only_ours = info.st_uid in ours and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    sticky_and_ours = bool(info.st_mode & stat.S_ISVTX) and link.st_uid in ours
+    return only_ours or sticky_and_ours
+
+
 def write_new_file(path: str | Path, data: bytes, *, mode: int = 0o640, replace: bool) -> None:
     """Write ``data`` as the file ``path`` without ever opening what is at ``path``.
 
@@ -206,5 +256,6 @@ __all__ = [
     "make_directories",
     "open_directory",
     "open_regular",
+    "trusted_path",
     "write_new_file",
 ]

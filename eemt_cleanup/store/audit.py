@@ -16,7 +16,8 @@ MEBIBYTE = 1024 * 1024
 
 @dataclass(frozen=True)
 class AuditRow:
-    """One path acted on or refused."""
+    """One path acted on or refused. ``run_id`` and ``timestamp`` are set only for a row
+    carried over from an earlier run whose records could not be written then."""
 
     job_id: str
     action: str
@@ -24,15 +25,58 @@ class AuditRow:
     bytes_freed: int = 0
     files_deleted: int = 0
     error: str | None = None
+    run_id: str | None = None
+    timestamp: str | None = None
 
 
 @dataclass(frozen=True)
 class JobMark:
-    """A job whose data is gone: mark it (or delete its row when metadata is not kept)."""
+    """A job whose data is gone: mark it (or delete its row when metadata is not kept).
+
+    ``kind``, ``bytes_freed`` and ``files_deleted`` are what the run log counts for it when
+    the mark is written."""
 
     job_id: Any
     data_size_bytes: int
     keep_metadata: bool
+    kind: str = "successful"
+    bytes_freed: int = 0
+    files_deleted: int = 0
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """The run-log row's identity, written when the run starts (or with its first batch,
+    when the start could not be written, e.g. on a full disk)."""
+
+    run_id: str
+    started_at: str
+    trigger: str
+    user: str
+    host: str
+    pid: int
+    dry_run: bool = False
+    dry_run_forced_by: str | None = None
+
+
+def _ensure_run(conn: sqlite3.Connection, run: RunRow) -> None:
+    conn.execute(
+        f"INSERT INTO {LOG_TABLE} (run_id, started_at, trigger, user, host, pid, dry_run, "
+        "dry_run_forced_by, jobs_successful, jobs_failed, bytes_freed, files_deleted) "
+        f"SELECT ?,?,?,?,?,?,?,?,0,0,0,0 WHERE NOT EXISTS "
+        f"(SELECT 1 FROM {LOG_TABLE} WHERE run_id = ?)",
+        (
+            run.run_id,
+            run.started_at,
+            run.trigger,
+            run.user,
+            run.host,
+            run.pid,
+            int(run.dry_run),
+            run.dry_run_forced_by,
+            run.run_id,
+        ),
+    )
 
 
 def write_batch(
@@ -41,36 +85,45 @@ def write_batch(
     marks: Sequence[JobMark],
     audit: Sequence[AuditRow],
     *,
-    run_id: str,
+    run: RunRow,
     user: str,
     timestamp: str,
-) -> None:
-    """Mark the batch's cleaned jobs and write its audit rows in one short transaction.
+) -> list[bool]:
+    """Mark the batch's cleaned jobs, write its audit rows and add what was marked to the
+    run-log row's counters, all in one short transaction (so the run log can never count a
+    job whose mark was not written, or miss one that was).
 
-    A mark only applies to a row not already marked, so a rerun never rewrites history.
+    Returns, per mark, whether it was written: a mark only applies to a row not already
+    marked, so a rerun never rewrites history and a job is never counted twice.
     """
     table, id_column = jobs.table, jobs.columns.id
+    written: list[bool] = []
     with write_transaction(conn):
+        _ensure_run(conn, run)
         for mark in marks:
             if mark.keep_metadata:
-                conn.execute(
+                cursor = conn.execute(
                     f'UPDATE "{table}" SET {CLEANED_COLUMN} = ?, {SIZE_COLUMN} = ? '
                     f'WHERE "{id_column}" = ? AND {CLEANED_COLUMN} IS NULL',
                     (timestamp, round(mark.data_size_bytes / MEBIBYTE, 3), mark.job_id),
                 )
             else:
-                conn.execute(f'DELETE FROM "{table}" WHERE "{id_column}" = ?', (mark.job_id,))
+                cursor = conn.execute(
+                    f'DELETE FROM "{table}" WHERE "{id_column}" = ? AND {CLEANED_COLUMN} IS NULL',
+                    (mark.job_id,),
+                )
+            written.append(cursor.rowcount > 0)
         conn.executemany(
             f"INSERT INTO {AUDIT_TABLE} (timestamp, job_id, action, space_freed_mb, user, "
             "run_id, path, bytes_freed, files_deleted, error) VALUES (?,?,?,?,?,?,?,?,?,?)",
             [
                 (
-                    timestamp,
+                    row.timestamp or timestamp,
                     row.job_id,
                     row.action,
                     round(row.bytes_freed / MEBIBYTE, 3),
                     user,
-                    run_id,
+                    row.run_id or run.run_id,
                     row.path,
                     row.bytes_freed,
                     row.files_deleted,
@@ -79,6 +132,21 @@ def write_batch(
                 for row in audit
             ],
         )
+        counted = [mark for mark, done in zip(marks, written, strict=True) if done]
+        conn.execute(
+            f"UPDATE {LOG_TABLE} SET jobs_successful = coalesce(jobs_successful, 0) + ?, "
+            "jobs_failed = coalesce(jobs_failed, 0) + ?, "
+            "bytes_freed = coalesce(bytes_freed, 0) + ?, "
+            "files_deleted = coalesce(files_deleted, 0) + ? WHERE run_id = ?",
+            (
+                sum(1 for mark in counted if mark.kind == "successful"),
+                sum(1 for mark in counted if mark.kind != "successful"),
+                sum(mark.bytes_freed for mark in counted),
+                sum(mark.files_deleted for mark in counted),
+                run.run_id,
+            ),
+        )
+    return written
 
 
 def store_sizes(conn: sqlite3.Connection, jobs: Jobs, sizes: Sequence[tuple[Any, int]]) -> None:
@@ -91,54 +159,27 @@ def store_sizes(conn: sqlite3.Connection, jobs: Jobs, sizes: Sequence[tuple[Any,
         )
 
 
-def start_run(
-    conn: sqlite3.Connection,
-    *,
-    run_id: str,
-    started_at: str,
-    trigger: str,
-    user: str,
-    host: str,
-    pid: int,
-    dry_run: bool,
-) -> None:
-    """Write the run-log row at the start (exit_code stays NULL until the run finishes, so a
-    crashed run is visible in ``history``)."""
+def start_run(conn: sqlite3.Connection, run: RunRow) -> None:
+    """Write the run-log row at the start (exit_code stays NULL until the run finishes, so
+    a crashed run is visible in ``history``; its counters grow with every batch)."""
     with write_transaction(conn):
-        conn.execute(
-            f"INSERT INTO {LOG_TABLE} (run_id, started_at, trigger, user, host, pid, dry_run) "
-            "VALUES (?,?,?,?,?,?,?)",
-            (run_id, started_at, trigger, user, host, pid, int(dry_run)),
-        )
+        _ensure_run(conn, run)
 
 
 def finish_run(
     conn: sqlite3.Connection,
+    run: RunRow,
     *,
-    run_id: str,
     finished_at: str,
-    jobs_successful: int,
-    jobs_failed: int,
-    bytes_freed: int,
-    files_deleted: int,
     errors: int,
     exit_code: int,
 ) -> None:
-    """Complete the run-log row."""
+    """Complete the run-log row (its counters were added batch by batch)."""
     with write_transaction(conn):
+        _ensure_run(conn, run)
         conn.execute(
-            f"UPDATE {LOG_TABLE} SET finished_at = ?, jobs_successful = ?, jobs_failed = ?, "
-            "bytes_freed = ?, files_deleted = ?, errors = ?, exit_code = ? WHERE run_id = ?",
-            (
-                finished_at,
-                jobs_successful,
-                jobs_failed,
-                bytes_freed,
-                files_deleted,
-                errors,
-                exit_code,
-                run_id,
-            ),
+            f"UPDATE {LOG_TABLE} SET finished_at = ?, errors = ?, exit_code = ? WHERE run_id = ?",
+            (finished_at, errors, exit_code, run.run_id),
         )
 
 
@@ -152,6 +193,29 @@ def _has_table(conn: sqlite3.Connection, table: str) -> bool:
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
     ).fetchone()
     return row is not None
+
+
+def unfinished_runs(conn: sqlite3.Connection, limit: int = 20) -> list[dict[str, Any]]:
+    """Runs with no exit code yet (running, or killed), newest first."""
+    if not _has_table(conn, LOG_TABLE):
+        return []
+    return _dicts(
+        conn.execute(
+            f"SELECT * FROM {LOG_TABLE} WHERE exit_code IS NULL ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+    )
+
+
+def recorded_totals(conn: sqlite3.Connection) -> dict[str, int]:
+    """Sums over every run-log row (what the books say was ever cleaned)."""
+    if not _has_table(conn, LOG_TABLE):
+        return {"jobs": 0, "bytes_freed": 0, "files_deleted": 0}
+    jobs, freed, files = conn.execute(
+        f"SELECT coalesce(sum(jobs_successful), 0) + coalesce(sum(jobs_failed), 0), "
+        f"coalesce(sum(bytes_freed), 0), coalesce(sum(files_deleted), 0) FROM {LOG_TABLE}"
+    ).fetchone()
+    return {"jobs": int(jobs), "bytes_freed": int(freed), "files_deleted": int(files)}
 
 
 def recent_runs(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:

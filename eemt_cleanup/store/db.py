@@ -29,32 +29,50 @@ def _decode_text(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
-def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+def connect(
+    path: Path, *, readonly: bool, timeout: float = BUSY_TIMEOUT_SECONDS
+) -> sqlite3.Connection:
     """Open ``path`` (which must exist) with a busy timeout, in autocommit mode.
 
     A read-only connection (used by dry runs) cannot write even by mistake.
     Raises DatabaseError when the file is missing or is not an SQLite database.
     """
-    if not path.exists():
-        raise DatabaseError(
-            f"database not found: {path} (set paths.database, EEMT_DB_PATH or --db-path)"
-        )
-    if not path.is_file():
-        raise DatabaseError(f"database path is not a file: {path}")
+    check_database_path(path)
     uri = f"{path.as_uri()}?mode={'ro' if readonly else 'rw'}"
     try:
         conn = sqlite3.connect(
             uri,
             uri=True,
-            timeout=BUSY_TIMEOUT_SECONDS,
+            timeout=timeout,
             isolation_level=None,
             check_same_thread=False,
         )
         conn.text_factory = _decode_text
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.DatabaseError as error:
-        raise DatabaseError(f"{path}: not a usable SQLite database ({error})") from None
+        raise DatabaseError(
+            f"{path}: not a usable SQLite database ({error}){_planted_hint(path)}"
+        ) from None
     return conn
+
+
+def _planted_hint(path: Path) -> str:
+    """SQLite never opens its journal files through a symlink; say so when one is there."""
+    for suffix in ("-journal", "-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        if side.is_symlink():
+            return f"; {side} is a symbolic link, which SQLite refuses to use: remove it"
+    return ""
+
+
+def check_database_path(path: Path) -> None:
+    """Raise DatabaseError unless ``path`` exists and is a regular file (followed)."""
+    if not path.exists():
+        raise DatabaseError(
+            f"database not found: {path} (set paths.database, EEMT_DB_PATH or --db-path)"
+        )
+    if not path.is_file():
+        raise DatabaseError(f"database path is not a file: {path}")
 
 
 @contextlib.contextmanager
@@ -83,11 +101,18 @@ def table_names(conn: sqlite3.Connection) -> list[str]:
     return [row[0] for row in rows]
 
 
+ROWID_ALIASES = ("rowid", "_rowid_", "oid")
+
+
 def check_jobs_table(conn: sqlite3.Connection, jobs: Jobs, path: Path) -> list[str]:
     """Verify the jobs table and its required columns; return its column names.
 
-    Raises DatabaseError saying precisely what is missing.
+    Only a plain table with a rowid will do: we append columns to it, index it, and page
+    through it by rowid. A view, a virtual table or a ``WITHOUT ROWID`` table is refused
+    here, before anything is altered (rather than read as "0 jobs"). Raises DatabaseError
+    saying precisely what is wrong.
     """
+    _check_plain_table(conn, jobs.table, path)
     columns = table_columns(conn, jobs.table)
     if not columns:
         found = ", ".join(name for name in table_names(conn) if not name.startswith("sqlite_"))
@@ -107,6 +132,53 @@ def check_jobs_table(conn: sqlite3.Connection, jobs: Jobs, path: Path) -> list[s
             f"{'s' if len(missing) > 1 else ''}: {', '.join(missing)}"
         )
     return columns
+
+
+def _check_plain_table(conn: sqlite3.Connection, table: str, path: Path) -> None:
+    found = conn.execute(
+        "SELECT type, sql FROM sqlite_master WHERE type IN ('table', 'view') "
+        "AND name = ? COLLATE NOCASE",
+        (table,),
+    ).fetchone()
+    if found is None:
+        return  # check_jobs_table says what is missing
+    kind, sql = found
+    hint = "point jobs.table at a plain table"
+    if kind == "view":
+        raise DatabaseError(
+            f"{path}: {table!r} is a view, not a table: its rows cannot be marked cleaned; {hint}"
+        )
+    text = " ".join((sql or "").split()).upper()
+    if text.startswith("CREATE VIRTUAL TABLE"):
+        raise DatabaseError(f"{path}: {table!r} is a virtual table; {hint}")
+    if _without_rowid(conn, table, text):
+        raise DatabaseError(
+            f"{path}: {table!r} is a WITHOUT ROWID table, which eemt-cleanup cannot page "
+            f"through; {hint}"
+        )
+
+
+def _without_rowid(conn: sqlite3.Connection, table: str, sql: str) -> bool:
+    try:
+        rows = conn.execute("PRAGMA table_list").fetchall()  # SQLite 3.37+
+    except sqlite3.DatabaseError:
+        return sql.rstrip(" ;").endswith("WITHOUT ROWID") or ") WITHOUT ROWID" in sql
+    for _schema, name, _kind, _columns, without_rowid, *_rest in rows:
+        if str(name).lower() == table.lower():
+            return bool(without_rowid)
+    return False
+
+
+def rowid_alias(columns: Sequence[str], table: str, path: Path) -> str:
+    """A name that reaches the table's rowid: ``rowid`` unless a column has that name."""
+    taken = {column.lower() for column in columns}
+    for alias in ROWID_ALIASES:
+        if alias not in taken:
+            return alias
+    raise DatabaseError(
+        f"{path}: table {table!r} has columns named rowid, _rowid_ and oid, which hide its "
+        "rowid; point jobs.table at another table"
+    )
 
 
 class JobRow(NamedTuple):
@@ -136,8 +208,9 @@ class JobStore:
         self.has_cleaned_column = CLEANED_COLUMN in self.columns
         names = jobs.columns
         cleaned = CLEANED_COLUMN if self.has_cleaned_column else "NULL"
+        self.rowid = rowid_alias(self.columns, jobs.table, path)
         self._select = (
-            f'SELECT rowid, "{names.id}", "{names.status}", "{names.created_at}", '
+            f'SELECT {self.rowid}, "{names.id}", "{names.status}", "{names.created_at}", '
             f'"{names.started_at}", "{names.completed_at}", "{names.dem_filename}", '
             f'{cleaned} FROM "{jobs.table}"'
         )
@@ -175,7 +248,8 @@ class JobStore:
         while True:
             page = self._rows(
                 self.conn,
-                f"{where} AND {self._not_cleaned} AND rowid > ? ORDER BY rowid LIMIT ?",
+                f"{where} AND {self._not_cleaned} AND {self.rowid} > ? "
+                f"ORDER BY {self.rowid} LIMIT ?",
                 (*params, last, page_size),
             )
             yield from page

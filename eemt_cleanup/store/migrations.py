@@ -46,6 +46,7 @@ LOG_COLUMNS: dict[str, str] = {
     "files_deleted": "INTEGER",
     "errors": "INTEGER",
     "exit_code": "INTEGER",
+    "dry_run_forced_by": "TEXT",
 }
 
 
@@ -77,6 +78,7 @@ def migration_names(status: str, dem_filename: str) -> list[str]:
         "003_cleanup_log",
         f"004_due_index_{status}",
         f"005_upload_index_{dem_filename}",
+        "006_cleanup_log_forced_dry_run",
     ]
 
 
@@ -130,6 +132,11 @@ def due_index_migration(
             f'CREATE INDEX IF NOT EXISTS "idx_{jobs_table}_cleanup_upload" ON '
             f'"{jobs_table}" ("{dem_filename}")'
         )
+
+    @migrations(name="006_cleanup_log_forced_dry_run")
+    def cleanup_log_forced_dry_run(db: Any) -> None:
+        # Which setting forced a run to be a dry run (EEMT_CLEANUP_DRY_RUN), for history.
+        _append_columns(db.conn, LOG_TABLE, {"dry_run_forced_by": "TEXT"})
 
 
 def applied(conn: sqlite3.Connection, jobs_table: str) -> set[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -27,6 +28,9 @@ from conftest import (
     make_demo_base,
     snapshot,
 )
+
+from eemt_cleanup.lock import find_holder
+from eemt_cleanup.store.migrations import migrate
 
 pytestmark = pytest.mark.e2e
 
@@ -274,25 +278,23 @@ def test_bad_flag_syntax_exits_2_with_the_usage_error(tmp_path: Path, demo_base:
 # --------------------------------------------------------------------------- the lock
 
 
-def lock_path(demo: DemoBase) -> Path:
-    return demo.db.with_name(demo.db.name + ".cleanup.lock")  # eemt_cleanup.lock.lock_path_for
-
-
 def test_run_while_the_lock_is_held_exits_75_naming_the_holder(
     tmp_path: Path, demo_base: DemoBase
 ) -> None:
+    # The lock is a flock on the database itself; the holder's run-log row names it.
     args = with_config(demo_base)
-    fd = os.open(lock_path(demo_base), os.O_RDWR | os.O_CREAT, 0o644)
+    conn = sqlite3.connect(demo_base.db)
+    with conn:
+        migrate(conn, "jobs", "status", "dem_filename")
+        conn.execute(
+            "INSERT INTO cleanup_log (run_id, started_at, trigger, user, host, pid) "
+            "VALUES ('held-by-the-test', '2026-01-01T02:00:00+00:00', 'cron', 'tester', ?, ?)",
+            (socket.gethostname(), os.getpid()),
+        )
+    conn.close()
+    fd = os.open(demo_base.db, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        holder = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "user": "tester",
-            "started_at": "2026-01-01T02:00:00+00:00",
-            "run_id": "held-by-the-test",
-        }
-        os.write(fd, (json.dumps(holder) + "\n").encode())
         before, rows_before = snapshot(demo_base.path), demo_base.rows()
         result = call(["run", *args], guarded_env(tmp_path))
         as_json = call(["run", "--json", *args], guarded_env(tmp_path))
@@ -301,7 +303,7 @@ def test_run_while_the_lock_is_held_exits_75_naming_the_holder(
         os.close(fd)
     assert result.code == 75
     message = error_line(result)
-    assert message.startswith(f"another eemt-cleanup run holds the lock {lock_path(demo_base)}")
+    assert message.startswith(f"another eemt-cleanup run holds the lock on {demo_base.db}")
     assert f"pid {os.getpid()}" in message
     assert "run held-by-the-test" in message
     assert as_json.code == 75
@@ -325,7 +327,6 @@ def test_second_run_while_the_first_is_deleting_exits_75_and_the_first_finishes_
     args = with_config(demo)
     big = next(j for j in demo.manifest["jobs"] if j["expect"] == "due" and j["scenario"] == 1)
     make_big_tree(demo.path / "results" / big["id"] / "outputs" / "many", 30_000)
-    lock = lock_path(demo)
     env = guarded_env(tmp_path)
     first = subprocess.Popen(
         [cli_executable(), "run", *args],
@@ -337,11 +338,17 @@ def test_second_run_while_the_first_is_deleting_exits_75_and_the_first_finishes_
     )
     try:
         deadline = time.monotonic() + 60
-        while not (lock.exists() and lock.stat().st_size > 0):
+        while (holder := find_holder(demo.db)) is None or holder.pid != first.pid:
             assert first.poll() is None, "the first run ended before it was seen holding the lock"
             assert time.monotonic() < deadline, "the first run never took the lock"
             time.sleep(0.002)
-        second = call(["run", *args], env)
+        # Freeze it while it holds the lock, so the second run cannot start after it ended.
+        os.kill(first.pid, signal.SIGSTOP)
+        try:
+            assert find_holder(demo.db) is not None, "the first run ended before it was frozen"
+            second = call(["run", *args], env)
+        finally:
+            os.kill(first.pid, signal.SIGCONT)
         first_out, first_err = first.communicate(timeout=120)
     finally:
         if first.poll() is None:

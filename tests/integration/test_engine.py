@@ -7,7 +7,6 @@ uploads go) and small hand-made bases, judged by the files, the rows and the rep
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import shutil
 import signal
@@ -26,7 +25,7 @@ from conftest import DemoBase, create_jobs_db, snapshot
 from eemt_cleanup.config.loader import LoadedConfig, load_config
 from eemt_cleanup.engine import JobResult, RunOptions, RunReport, Skip, StopFlag, run_cleanup
 from eemt_cleanup.errors import DatabaseError, LockedError
-from eemt_cleanup.lock import lock_path_for
+from eemt_cleanup.store.migrations import migrate
 
 BLOCK = 512
 MEBIBYTE = 1024 * 1024
@@ -377,6 +376,7 @@ def test_demo_run_writes_one_run_log_row_with_exit_code_0(demo_base: DemoBase) -
         "files_deleted": audit_files,
         "errors": 0,
         "exit_code": 0,
+        "dry_run_forced_by": None,
     }
     assert_database_free(demo_base.db)
 
@@ -671,18 +671,26 @@ def test_held_lock_raises_locked_error_naming_the_holder_and_deletes_nothing(
 ) -> None:
     base = make_base(tmp_path / "base", [{"id": "job-a", "days": 10, "upload": "a_dem.tif"}])
     db = base / "jobs.db"
-    lock = lock_path_for(db)
-    holder = {
-        "pid": 4242,
-        "host": "lab-host",
-        "user": "alice",
-        "started_at": "2026-03-01T11:00:00+00:00",
-        "run_id": "run-1",
-    }
-    lock.write_text(json.dumps(holder) + "\n")
+    # The holder: a process holding the flock on the database file, with its run-log row.
+    conn = sqlite3.connect(db)
+    with conn:
+        migrate(conn, "jobs", "status", "dem_filename")
+        conn.execute(
+            "INSERT INTO cleanup_log (run_id, started_at, trigger, user, host, pid) "
+            "VALUES (?,?,?,?,?,?)",
+            (
+                "run-1",
+                "2026-03-01T11:00:00+00:00",
+                "cron",
+                "alice",
+                socket.gethostname(),
+                os.getpid(),
+            ),
+        )
+    conn.close()
     database = db.read_bytes()
     before = data_snapshot(base)
-    fd = os.open(lock, os.O_RDWR)
+    fd = os.open(db, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(LockedError) as raised:
@@ -692,13 +700,14 @@ def test_held_lock_raises_locked_error_naming_the_holder_and_deletes_nothing(
         os.close(fd)
 
     assert str(raised.value) == (
-        f"another eemt-cleanup run holds the lock {lock} (pid 4242, on lab-host, user alice, "
-        "since 2026-03-01T11:00:00+00:00, run run-1); not starting"
+        f"another eemt-cleanup run holds the lock on {db} (pid {os.getpid()}, on "
+        f"{socket.gethostname()}, user alice, trigger cron, since 2026-03-01T11:00:00+00:00, "
+        "run run-1); not starting"
     )
     assert raised.value.exit_code == 75
     assert data_snapshot(base) == before
     assert db.read_bytes() == database
-    assert json.loads(lock.read_text()) == holder
+    assert not list(base.glob("jobs.db.*")), "no lock file beside the database"
     assert_database_free(db)
 
 

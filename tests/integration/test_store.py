@@ -59,6 +59,7 @@ LOG_COLUMNS = [
     "files_deleted",
     "errors",
     "exit_code",
+    "dry_run_forced_by",
 ]
 MIGRATION_NAMES = [
     "001_append_cleanup_columns",
@@ -66,6 +67,7 @@ MIGRATION_NAMES = [
     "003_cleanup_log",
     "004_due_index_status",
     "005_upload_index_dem_filename",
+    "006_cleanup_log_forced_dry_run",
 ]
 REFERENCE_AUDIT_DDL = """
 CREATE TABLE cleanup_audit (

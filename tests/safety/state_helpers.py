@@ -86,10 +86,6 @@ class SafetyBase:
     def db(self) -> Path:
         return self.path / "jobs.db"
 
-    @property
-    def lock(self) -> Path:
-        return self.path / "jobs.db.cleanup.lock"
-
     def path_args(self) -> list[str]:
         from conftest import path_args
 
@@ -409,10 +405,9 @@ def state_violations(base: SafetyBase) -> list[str]:
 
 
 def lock_is_free(base: SafetyBase) -> bool:
-    """True when nobody holds the run lock (a dead run's lock must never be stale)."""
-    if not base.lock.exists():
-        return True
-    fd = os.open(base.lock, os.O_RDWR | os.O_CLOEXEC)
+    """True when nobody holds the run lock, a flock on the database (a dead run's lock must
+    never be stale)."""
+    fd = os.open(base.db, os.O_RDONLY | os.O_CLOEXEC)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -422,6 +417,13 @@ def lock_is_free(base: SafetyBase) -> bool:
         return True
     finally:
         os.close(fd)
+
+
+def run_holds_lock(db: Path) -> bool:
+    """Whether a run holds the lock on ``db`` (read from /proc/locks: never takes it)."""
+    from eemt_cleanup.lock import find_holder
+
+    return find_holder(db) is not None
 
 
 def run_log(db: Path) -> list[dict[str, Any]]:
@@ -802,7 +804,8 @@ def hold_write_transaction(arguments: argparse.Namespace) -> dict[str, Any]:
     """A web request that writes and commits only ``--seconds`` later (say it saves an
     upload in between), with Python's default connection. It opens its transaction at once,
     or once ``--when-gone`` has disappeared; it commits ``--seconds`` after
-    ``--until-nonempty`` has become a non-empty file (at once when not given)."""
+    ``--until-nonempty`` has become a non-empty file, or once ``--until-locked`` (a run
+    holds the lock on the database) — at once when neither is given."""
     conn = sqlite3.connect(arguments.db)
     job_id = str(uuid.uuid4())
     errors: list[str] = []
@@ -823,6 +826,8 @@ def hold_write_transaction(arguments: argparse.Namespace) -> dict[str, Any]:
             (job_id, f"{uuid.uuid4()}_slow.tif"),
         )
         opened_at = time.time()
+        if arguments.until_locked:
+            wait_for(lambda: run_holds_lock(Path(arguments.db)))
         if arguments.until_nonempty:
             target = Path(arguments.until_nonempty)
             wait_for(lambda: target.exists() and target.stat().st_size > 0)
@@ -849,6 +854,7 @@ def start_slow_web_write(
     seconds: float,
     when_gone: Path | None = None,
     until_nonempty: Path | None = None,
+    until_locked: bool = False,
     timeout: float = 60,
 ) -> WebSimulator:
     """Start :func:`hold_write_transaction` in its own process; return once it is connected
@@ -877,6 +883,8 @@ def start_slow_web_write(
         command += ["--when-gone", str(when_gone)]
     if until_nonempty is not None:
         command += ["--until-nonempty", str(until_nonempty)]
+    if until_locked:
+        command.append("--until-locked")
     with open(stderr_path, "wb") as stderr:
         process = subprocess.Popen(
             command,
@@ -929,6 +937,7 @@ def main(argv: list[str] | None = None) -> int:
     slow.add_argument("--max-seconds", type=float, default=60)
     slow.add_argument("--when-gone")
     slow.add_argument("--until-nonempty")
+    slow.add_argument("--until-locked", action="store_true")
     arguments = parser.parse_args(argv)
     if arguments.command == "slow-write":
         report = hold_write_transaction(arguments)

@@ -282,7 +282,7 @@ def test_web_write_transaction_open_for_a_second_delays_the_run_but_fails_neithe
     if moment == "migrating":
         assert not has_column(base.db, "jobs", "data_cleaned_at")
         web = start_slow_web_write(
-            base.db, tmp_path / "web", seconds=HOLD_SECONDS, until_nonempty=base.lock
+            base.db, tmp_path / "web", seconds=HOLD_SECONDS, until_locked=True
         )
     else:
         premigrate(base)
