@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from eemt_cleanup.config.loader import LoadedConfig
-from eemt_cleanup.engine import ROOT_KEYS, check_roots
+from eemt_cleanup.engine import (
+    CLOCK_SKEW,
+    ROOT_KEYS,
+    UNKNOWN_AGE,
+    UNKNOWN_STATUS,
+    Kept,
+    Skip,
+    check_roots,
+    kept_kinds,
+)
 from eemt_cleanup.fs.names import NameRefused
 from eemt_cleanup.fs.pool import make_deleter
-from eemt_cleanup.fs.remove import Remover, mount_points_under
+from eemt_cleanup.fs.remove import DIRECTORY_FLAGS, Remover, mount_points_under
+from eemt_cleanup.lock import Holder, find_holder
 from eemt_cleanup.policy import Decision, Policy, Verdict, decide, owned_artifacts
 from eemt_cleanup.store import audit as audit_store
 from eemt_cleanup.store.db import JobStore, connect
@@ -21,6 +32,8 @@ from eemt_cleanup.store.migrations import migrate
 from eemt_cleanup.timeparse import utc_now
 
 log = logging.getLogger("eemt_cleanup")
+
+_KEPT = {Verdict.UNKNOWN_AGE: UNKNOWN_AGE, Verdict.UNKNOWN_STATUS: UNKNOWN_STATUS}
 
 
 @dataclass
@@ -40,9 +53,18 @@ class Inventory:
     next_due_at: datetime | None = None
     next_due_job: str | None = None
     last_run: dict[str, Any] | None = None
+    running: Holder | None = None  # the run in progress, if one holds the lock
     measured: bool = True
     sizes_stored: bool = False
-    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # why sizes were not stored, ...
+    kept: dict[str, Kept] = field(default_factory=kept_kinds)
+    refused: Kept = field(default_factory=lambda: Kept("refused (hostile names)"))
+
+    @property
+    def problems(self) -> list[str]:
+        """One line per kind of row that is never cleaned, with a few examples."""
+        kinds = [*self.kept.values(), self.refused]
+        return [kept.describe() for kept in kinds if kept.count]
 
     @property
     def due_now(self) -> int:
@@ -64,37 +86,56 @@ def take_inventory(
     roots = check_roots(config)
     database = config.roots.database
     settings = config.settings
+    inventory = Inventory(measured=measure)
     conn = connect(database, readonly=not store_sizes)
     try:
-        if store_sizes:
-            migrate(
+        # The table is checked (a view, WITHOUT ROWID...) before anything is altered.
+        store = JobStore(conn, database, settings.jobs)
+        if store_sizes and not _try_write(
+            inventory,
+            lambda: migrate(
                 conn,
                 settings.jobs.table,
                 settings.jobs.columns.status,
                 settings.jobs.columns.dem_filename,
-            )
+            ),
+        ):
+            store_sizes = False
         store = JobStore(conn, database, settings.jobs)
         policy = Policy.from_settings(settings)
         now = utc_now()
         decisions = [decide(row, policy, now) for row in _all_unclean(store, policy)]
-        inventory = Inventory(measured=measure)
         performance = settings.performance
         workers = performance.max_workers if performance.parallel_delete else 1
         sizes = _measure(decisions, roots, workers) if measure else {}
         _aggregate(inventory, decisions, sizes)
         if measure and store_sizes and sizes:
-            audit_store.store_sizes(
-                conn,
-                settings.jobs,
-                [(d.row.job_id, sizes[i].total) for i, d in enumerate(decisions) if i in sizes],
+            inventory.sizes_stored = _try_write(
+                inventory,
+                lambda: audit_store.store_sizes(
+                    conn,
+                    settings.jobs,
+                    [(d.row.job_id, sizes[i].total) for i, d in enumerate(decisions) if i in sizes],
+                ),
             )
-            inventory.sizes_stored = True
         runs = audit_store.recent_runs(conn, 1)
         inventory.last_run = runs[0] if runs else None
+        inventory.running = find_holder(database)
         store.close()
         return inventory
     finally:
         conn.close()
+
+
+def _try_write(inventory: Inventory, write: Any) -> bool:
+    """Run one write of ``status``; a database that cannot be written (read-only, locked
+    by another writer past the busy timeout, full) only means sizes are not stored."""
+    try:
+        write()
+    except sqlite3.Error as error:
+        inventory.notes.append(f"sizes not stored in data_size_mb: {error}")
+        return False
+    return True
 
 
 def _all_unclean(store: JobStore, policy: Policy) -> Any:
@@ -120,9 +161,7 @@ def _measure(decisions: list[Decision], roots: dict[str, Any], workers: int) -> 
     one ``lstat`` per file, which threads of one process could not run in parallel), small
     ones here; a file hard-linked from several jobs counts once, with the last link met.
     """
-    fds = {
-        key: os.open(roots[key], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) for key in ROOT_KEYS
-    }
+    fds = {key: os.open(roots[key], DIRECTORY_FLAGS) for key in ROOT_KEYS}
     meter = Remover(dry_run=True, mount_points=mount_points_under(roots.values()))
 
     def size_of(index: int) -> tuple[int, _Size] | None:
@@ -174,11 +213,16 @@ def _aggregate(inventory: Inventory, decisions: list[Decision], sizes: dict[int,
             group.due_now += 1
             group.due_bytes += size
         elif (
-            decision.verdict is Verdict.RETAINED
+            decision.verdict in (Verdict.RETAINED, Verdict.CLOCK_SKEW)
             and decision.due_at is not None
             and (inventory.next_due_at is None or decision.due_at < inventory.next_due_at)
         ):
             inventory.next_due_at = decision.due_at
             inventory.next_due_job = decision.job_id
-        elif decision.verdict in (Verdict.UNKNOWN_AGE, Verdict.UNKNOWN_STATUS, Verdict.REFUSED):
-            inventory.problems.append(f"job {decision.job_id}: {decision.reason}")
+        elif decision.verdict in _KEPT:
+            kept = inventory.kept[_KEPT[decision.verdict]]
+            kept.add(Skip(decision.job_id, decision.reason or decision.verdict.value))
+        elif decision.verdict is Verdict.REFUSED:
+            inventory.refused.add(Skip(decision.job_id, decision.reason or "refused"))
+        if decision.verdict is Verdict.CLOCK_SKEW:
+            inventory.kept[CLOCK_SKEW].add(Skip(decision.job_id, decision.reason or "clock skew"))

@@ -17,6 +17,9 @@ from eemt_cleanup.timeparse import parse_timestamp, resolve_zone
 SUCCESSFUL = "successful"
 FAILED = "failed"
 ARCHIVE_SUFFIX = "_results.zip"
+# A reference time further than this in the future is reported as clock skew (a wrong
+# jobs.timezone shows up the same way): such a job is kept until it is due, and said so.
+CLOCK_SKEW_TOLERANCE = timedelta(minutes=5)
 
 
 class Verdict(enum.Enum):
@@ -27,6 +30,7 @@ class Verdict(enum.Enum):
     UNKNOWN_AGE = "unknown_age"
     REFUSED = "refused"
     CLEANED = "cleaned"
+    CLOCK_SKEW = "clock_skew"
 
 
 @dataclass(frozen=True)
@@ -117,11 +121,6 @@ class Decision:
     artifacts: tuple[Artifact, ...] = field(default=())
 
     @property
-    def upload_nameless(self) -> bool:
-        """The upload name is NULL, empty or blank: refused, but it names nothing on disk."""
-        return self.upload_refused is not None and _is_null(self.row.dem_filename)
-
-    @property
     def age_days(self) -> float | None:
         return None if self.age_seconds is None else round(self.age_seconds / 86400, 1)
 
@@ -183,7 +182,7 @@ def decide(row: JobRow, policy: Policy, now: datetime) -> Decision:
         return Decision(
             row,
             Verdict.UNKNOWN_STATUS,
-            reason=f"unknown status {display_value(row.status)!r}: never touched",
+            reason=f"unknown status '{display_value(row.status)}': never touched",
         )
     start, why = reference_time(row, policy)
     if start is None:
@@ -202,6 +201,16 @@ def decide(row: JobRow, policy: Policy, now: datetime) -> Decision:
             "): never cleaned",
         )
     age = (now - start).total_seconds()
+    if start > now + CLOCK_SKEW_TOLERANCE:
+        return Decision(
+            row,
+            Verdict.CLOCK_SKEW,
+            kind=kind,
+            age_seconds=age,
+            due_at=due_at,
+            reason=f"its time {start.isoformat(timespec='seconds')} is in the future (clock "
+            "skew, or a wrong jobs.timezone?): kept until it is due",
+        )
     if now < due_at:
         return Decision(
             row,
@@ -219,6 +228,8 @@ def owned_artifacts(
 ) -> tuple[list[Artifact], str | None]:
     """The artifacts a job owns, and why its upload is refused (if it is).
 
+    A NULL or empty ``dem_filename`` means no upload is recorded: the job owns none. A
+    name that could name something else (separators, ``..``, blank, a BLOB...) is refused.
     Raises NameRefused when the job id cannot name a direct child of a root.
     """
     name = component(row.job_id, "job id")
@@ -233,6 +244,9 @@ def owned_artifacts(
         Artifact("results", archive, "deleted_archive", False),
         Artifact("results", name, "deleted_results", True, keep),
     ]
+    if row.dem_filename is None or (isinstance(row.dem_filename, str) and not row.dem_filename):
+        # No upload recorded (a job that failed before its upload was stored): normal.
+        return artifacts, None
     try:
         upload = component(row.dem_filename, "upload name")
     except NameRefused as refusal:
@@ -293,7 +307,8 @@ def upload_blocker(
         if decision.verdict is Verdict.DUE and in_run(other):
             continue
         state = display_value(other.status)
-        if decision.verdict is Verdict.RETAINED and decision.due_at is not None:
+        waiting = (Verdict.RETAINED, Verdict.CLOCK_SKEW)
+        if decision.verdict in waiting and decision.due_at is not None:
             state += f", due {decision.due_at.isoformat(timespec='minutes')}"
         elif decision.verdict is Verdict.DUE:
             state += ", not in this run"

@@ -2,8 +2,9 @@
 
 The EEMT web interface writes ``created_at`` with SQLite's ``CURRENT_TIMESTAMP`` (naive UTC)
 and ``started_at``/``completed_at`` with ``datetime.now().isoformat()`` (naive *local* time);
-other deployments store offsets (``+00:00``, ``Z``) or epoch seconds. A value we cannot parse
-is ``None``: the caller treats the job's age as unknown and never cleans it.
+other deployments store offsets (``+00:00``, ``Z``) or epoch seconds (or milliseconds). A
+value we cannot parse is ``None``: the caller treats the job's age as unknown and never
+cleans it.
 """
 
 from __future__ import annotations
@@ -44,10 +45,16 @@ def _attach_zone(naive: datetime, zone: tzinfo | None) -> datetime:
     return naive.replace(tzinfo=zone).astimezone(UTC)
 
 
-def _from_epoch(seconds: float) -> datetime | None:
-    if not math.isfinite(seconds) or not _EPOCH_MIN <= seconds <= _EPOCH_MAX:
+def _from_epoch(value: float) -> datetime | None:
+    """Epoch seconds, or milliseconds, microseconds or nanoseconds (JavaScript's Date.now(),
+    Java's currentTimeMillis(), time.time_ns()): told apart by magnitude, since the plausible
+    ranges of the four units do not overlap."""
+    if not math.isfinite(value):
         return None
-    return datetime.fromtimestamp(seconds, tz=UTC)
+    for scale in (1, 1_000, 1_000_000, 1_000_000_000):
+        if _EPOCH_MIN * scale <= value <= _EPOCH_MAX * scale:
+            return datetime.fromtimestamp(value / scale, tz=UTC)
+    return None
 
 
 def parse_timestamp(value: object, naive_zone: tzinfo | None = None) -> datetime | None:

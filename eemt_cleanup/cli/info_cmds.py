@@ -40,6 +40,7 @@ AUDIT_EPILOG = examples(
 
 
 def _render(rows: list[dict[str, Any]], title: str, columns: list[str], json_output: bool) -> None:
+    from eemt_cleanup.report.escape import printable
     from eemt_cleanup.report.json_out import dumps
     from eemt_cleanup.report.logs import use_rich
 
@@ -47,18 +48,21 @@ def _render(rows: list[dict[str, Any]], title: str, columns: list[str], json_out
         print(dumps(rows))
         return
     if not use_rich():
+        # Tab-separated; a tab or newline inside a value is escaped, so a row is a line.
         print("\t".join(columns))
         for row in rows:
-            print("\t".join("" if row.get(c) is None else str(row.get(c)) for c in columns))
+            print("\t".join(printable("" if row.get(c) is None else row.get(c)) for c in columns))
         return
     from rich.console import Console
     from rich.table import Table
+
+    from eemt_cleanup.report.tables import cell
 
     table = Table(title=title)
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+        table.add_row(*(cell("" if row.get(c) is None else row.get(c)) for c in columns))
     Console().print(table)
 
 
@@ -81,6 +85,7 @@ def status(
     from eemt_cleanup.config.loader import load_config
     from eemt_cleanup.humanize_size import human_size
     from eemt_cleanup.inventory import take_inventory
+    from eemt_cleanup.report.escape import printable
     from eemt_cleanup.report.json_out import dumps
 
     loaded = load_config(
@@ -88,6 +93,7 @@ def status(
     )
     inventory = take_inventory(loaded, measure=not no_measure, store_sizes=not no_measure)
     groups = sorted(inventory.groups.values(), key=lambda g: g.status)
+    running = inventory.running
     if json_output:
         print(
             dumps(
@@ -104,6 +110,7 @@ def status(
                         for g in groups
                     ],
                     "measured": inventory.measured,
+                    "sizes_stored": inventory.sizes_stored,
                     "due_now": inventory.due_now,
                     "due_bytes": inventory.due_bytes,
                     "next_due_at": inventory.next_due_at.isoformat()
@@ -111,7 +118,19 @@ def status(
                     else None,
                     "next_due_job": inventory.next_due_job,
                     "last_run": inventory.last_run,
+                    "running": running.__dict__ if running else None,
+                    "never_cleaned": {
+                        kind: {
+                            "count": kept.count,
+                            "examples": [
+                                {"job_id": skip.job_id, "reason": skip.reason}
+                                for skip in kept.examples
+                            ],
+                        }
+                        for kind, kept in inventory.kept.items()
+                    },
                     "problems": inventory.problems,
+                    "notes": inventory.notes,
                 }
             )
         )
@@ -138,21 +157,37 @@ def status(
         if inventory.next_due_at
         else "none"
     )
-    print(f"Due now: {inventory.due_now} jobs, {size(inventory.due_bytes)}")
-    print(f"Next job becomes due: {next_due}")
-    last = inventory.last_run
-    print(
-        "Last run: "
-        + (
-            f"{last.get('started_at')} exit {last.get('exit_code')}, "
-            f"{last.get('jobs_successful')} successful + {last.get('jobs_failed')}"
-            f" failed jobs, {human_size(last.get('bytes_freed') or 0)} freed"
-            if last
-            else "never"
-        )
+    lines = [
+        f"Due now: {inventory.due_now} jobs, {size(inventory.due_bytes)}",
+        f"Next job becomes due: {next_due}",
+    ]
+    if running is not None:
+        lines.append(f"Run in progress: {running.describe()}")
+    lines.append("Last run: " + _describe_run(inventory.last_run, running))
+    lines.extend(f"Attention: {problem}" for problem in inventory.problems)
+    lines.extend(f"Note: {note}" for note in inventory.notes)
+    for line in lines:
+        print(printable(line))
+
+
+def _describe_run(last: dict[str, Any] | None, running: Any) -> str:
+    """The latest run-log row in words (no Python None: a row without an exit code is the
+    run in progress, or one that was killed)."""
+    from eemt_cleanup.humanize_size import human_size
+
+    if not last:
+        return "never"
+    started = last.get("started_at") or "?"
+    counts = (
+        f"{last.get('jobs_successful') or 0} successful + {last.get('jobs_failed') or 0} "
+        f"failed jobs, {human_size(last.get('bytes_freed') or 0)} freed"
     )
-    for problem in inventory.problems:
-        print(f"Attention: {problem}")
+    if last.get("exit_code") is not None:
+        finished = f", finished {last['finished_at']}" if last.get("finished_at") else ""
+        return f"{started}{finished}, exit {last['exit_code']}: {counts}"
+    if running is not None and running.run_id == last.get("run_id"):
+        return f"{started}, still running: {counts} so far"
+    return f"{started}, did not finish (killed, or still running elsewhere): {counts}"
 
 
 @handle_errors(json_arg="json_output")
@@ -184,6 +219,8 @@ def history(
             "finished_at",
             "trigger",
             "user",
+            "dry_run",
+            "dry_run_forced_by",
             "jobs_successful",
             "jobs_failed",
             "bytes_freed",
@@ -196,17 +233,30 @@ def history(
 
 
 def parse_since(text: str) -> str:
-    """``7d``, ``12h``, ``30m`` ago, or an ISO date/time, as the audit's UTC text form."""
+    """``7d``, ``12h``, ``30m``, ``2w`` ago, or an ISO date/time, as the audit's UTC text form.
+
+    Raises ConfigError naming --since when ``text`` is neither, or reaches outside the
+    calendar (before year 1).
+    """
+    from eemt_cleanup.config.schema import quote
     from eemt_cleanup.timeparse import format_utc, parse_timestamp, utc_now
 
     units = {"d": "days", "h": "hours", "m": "minutes", "w": "weeks"}
     stripped = text.strip()
-    if stripped[:-1].isdigit() and stripped[-1:] in units:
-        delta = timedelta(**{units[stripped[-1]]: int(stripped[:-1])})
-        return format_utc(utc_now() - delta)
+    count = stripped[:-1]
+    # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
+    if count.isascii() and count.isdigit() and stripped[-1:] in units:
+        try:
+            return format_utc(utc_now() - timedelta(**{units[stripped[-1]]: int(count)}))
+        except (OverflowError, ValueError):
+            raise ConfigError(
+                f"--since: {quote(text)} reaches back before year 1; give a shorter duration"
+            ) from None
     parsed = parse_timestamp(stripped)
     if parsed is None:
-        raise ConfigError(f"--since: expected a duration like 7d/12h or an ISO date, got {text!r}")
+        raise ConfigError(
+            f"--since: expected a duration like 7d/12h or an ISO date, got {quote(text)}"
+        )
     return format_utc(parsed)
 
 

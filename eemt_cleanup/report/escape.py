@@ -21,6 +21,7 @@ _UNSAFE = re.compile(
     r"[\\\x00-\x1f\x7f-\x9f\ud800-\udfff\u061c\u200b-\u200f\u2028-\u202e"
     r"\u2060-\u2069\ufeff\ufff9-\ufffb]"
 )
+_CONTROLS = re.compile(_UNSAFE.pattern.replace("\\\\", "", 1))
 _NAMED = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -37,16 +38,18 @@ def _escape_char(char: str) -> str:
     return f"\\u{code:04x}"
 
 
-def printable(text: object) -> str:
+def printable(text: object, *, backslashes: bool = True) -> str:
     """``text`` with every character that could forge a line, move the cursor or reorder
     what is shown replaced by a backslash escape (``\\n``, ``\\x1b``, ``\\u202e``).
 
-    Printable non-ASCII text (``Mätterhorn``) stays as it is.
+    Printable non-ASCII text (``Mätterhorn``) stays as it is. ``backslashes=False`` leaves
+    backslashes alone, for messages whose values are already quoted with ``repr``.
     """
     value = text if isinstance(text, str) else str(text)
-    if value.isascii() and value.isprintable() and "\\" not in value:
+    if value.isascii() and value.isprintable() and (not backslashes or "\\" not in value):
         return value  # the common case, without a regex pass
-    escaped = _UNSAFE.sub(lambda match: _escape_char(match.group()), value)
+    pattern = _UNSAFE if backslashes else _CONTROLS
+    escaped = pattern.sub(lambda match: _escape_char(match.group()), value)
     if escaped.isprintable():
         return escaped
     # Anything else str.isprintable() rejects (other format or unassigned characters).

@@ -51,6 +51,28 @@ def report_to_dict(report: RunReport) -> dict[str, Any]:
             for skip in report.skipped
         ],
         "errors": report.errors,
+        # Beyond the SPEC's keys: a dry run forced by the environment, the rows this run
+        # will not clean (counts and a few examples; skipped lists the same examples), and
+        # the jobs recorded now that an earlier run deleted without recording them.
+        "dry_run_forced_by": report.forced_by,
+        "never_cleaned": {
+            kind: {
+                "count": kept.count,
+                "examples": [
+                    {"job_id": skip.job_id, "reason": skip.reason} for skip in kept.examples
+                ],
+            }
+            for kind, kept in report.kept.items()
+        },
+        "recorded_late": [
+            {
+                "job_id": job.job_id,
+                "deleted_by_run": job.recovered_run,
+                "bytes_freed": job.recovered_bytes,
+                "files_deleted": job.recovered_files,
+            }
+            for job in report.recovered
+        ],
     }
 
 

@@ -17,9 +17,16 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
-from eemt_cleanup.engine import JobResult, RunReport
+from eemt_cleanup.engine import CLOCK_SKEW, UNKNOWN_AGE, UNKNOWN_STATUS, JobResult, RunReport
 from eemt_cleanup.humanize_size import human_size
+from eemt_cleanup.report.escape import printable
+
+
+def cell(value: object, style: str = "") -> Text:
+    """A table cell from any value: escaped, and never parsed as Rich markup or emoji."""
+    return Text(printable(value), style=style)
 
 
 class ProgressEvents:
@@ -67,7 +74,7 @@ def status_table(report: RunReport) -> Table:
         row[1] += job.files_deleted
         row[2] += job.bytes_freed
     for status, (jobs, files, size) in sorted(totals.items()):
-        table.add_row(status, str(jobs), str(files), human_size(size))
+        table.add_row(cell(status), str(jobs), str(files), human_size(size))
     table.add_section()
     table.add_row(
         "total",
@@ -90,10 +97,10 @@ def jobs_table(report: RunReport) -> Table:
         if job.kept:
             outcome += f", kept {len(job.kept)}"
         table.add_row(
-            job.job_id,
-            job.status,
+            cell(job.job_id),
+            cell(job.status),
             str(job.age_days),
-            " ".join(_short_path(path, job.job_id) for path in job.paths) or "-",
+            cell(" ".join(_short_path(path, job.job_id) for path in job.paths) or "-"),
             human_size(job.bytes_freed),
             outcome,
         )
@@ -115,7 +122,9 @@ def skipped_table(report: RunReport) -> Table:
     table.add_column("Reason")
     for skip in report.skipped:
         reason = f"{skip.path}: {skip.reason}" if skip.path else skip.reason
-        table.add_row(skip.job_id, reason, style="red" if skip.needs_attention else None)
+        table.add_row(
+            cell(skip.job_id), cell(reason), style="red" if skip.needs_attention else None
+        )
     return table
 
 
@@ -128,7 +137,18 @@ def render_report(console: Console, report: RunReport, *, verbose: bool) -> None
     if report.skipped:
         console.print(skipped_table(report))
     for error in report.errors:
-        console.print(f"error: {error}", style="red", markup=False, highlight=False)
+        console.print(cell(f"error: {error}", "red"))
+    never = [report.kept[kind] for kind in (UNKNOWN_AGE, UNKNOWN_STATUS) if report.kept[kind].count]
+    if never:
+        text = "; ".join(kept.describe() for kept in never)
+        console.print(cell(f"Never cleaned until fixed: {text}", "yellow"))
+    if report.kept[CLOCK_SKEW].count:
+        skewed = report.kept[CLOCK_SKEW].describe()
+        console.print(cell(f"Clock skew: {skewed}; each is kept until it is due", "yellow"))
+    if report.forced_by is not None:
+        console.print(
+            cell(f"Dry run forced by {report.forced_by}: nothing was deleted", "bold yellow")
+        )
     verb = "Would free" if report.dry_run else "Freed"
     line = (
         f"{verb} {human_size(report.bytes_freed)} from {len(report.jobs)} jobs "
@@ -136,7 +156,7 @@ def render_report(console: Console, report: RunReport, *, verbose: bool) -> None
     )
     if report.next_due_at is not None:
         line += f"; next due {describe_moment(report.next_due_at)}"
-    console.print(line, markup=False, highlight=False)
+    console.print(cell(line))
 
 
 def describe_moment(moment: datetime) -> str:

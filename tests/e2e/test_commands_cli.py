@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import shutil
+import socket
 import sqlite3
+import subprocess
 from collections import Counter
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -25,6 +28,8 @@ from conftest import (
     path_args,
     snapshot,
 )
+
+from eemt_cleanup.store.migrations import migrate
 
 pytestmark = pytest.mark.e2e
 
@@ -50,7 +55,11 @@ STATUS_KEYS = {
     "next_due_at",
     "next_due_job",
     "last_run",
+    "running",
+    "never_cleaned",
     "problems",
+    "notes",
+    "sizes_stored",
 }
 
 
@@ -218,6 +227,98 @@ def test_status_no_measure_shows_no_sizes_and_writes_nothing(
     assert all(row[2] == "-" and row[4] == "-" for row in rows[1:])
     due_count = sum(1 for job in demo_base.manifest["jobs"] if job["expect"] == "due")
     assert f"Due now: {due_count} jobs, -" in result.stdout
+    assert snapshot(demo_base.path) == before
+
+
+def test_status_while_a_run_holds_the_lock_names_it_and_prints_no_python_none(
+    tmp_path: Path, demo_base: DemoBase
+) -> None:
+    # A run in progress has a run-log row without an exit code or finish time yet.
+    config = install_config(demo_base)
+    conn = sqlite3.connect(demo_base.db)
+    with conn:
+        migrate(conn, "jobs", "status", "dem_filename")
+        conn.execute(
+            "INSERT INTO cleanup_log (run_id, started_at, trigger, user, host, pid, "
+            "jobs_successful, jobs_failed, bytes_freed, files_deleted) "
+            "VALUES ('run-in-progress', '2026-12-01T02:00:00+00:00', 'cron', 'root', ?, ?, "
+            "2, 0, 4096, 10)",
+            (socket.gethostname(), os.getpid()),
+        )
+    conn.close()
+    fd = os.open(demo_base.db, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        result = call(["status", "--config", str(config)], guarded_env(tmp_path))
+        as_json = call(["status", "--json", "--config", str(config)], guarded_env(tmp_path))
+    finally:
+        os.close(fd)
+
+    assert result.code == 0, result.stderr
+    assert "None" not in result.stdout
+    assert f"Run in progress: pid {os.getpid()}, on {socket.gethostname()}" in result.stdout
+    assert (
+        "Last run: 2026-12-01T02:00:00+00:00, still running: 2 successful + 0 failed jobs, "
+        "4.0 KB freed so far" in result.stdout
+    )
+    running = json.loads(as_json.stdout)["running"]
+    assert running["pid"] == os.getpid() and running["run_id"] == "run-in-progress"
+
+
+def test_status_after_a_killed_run_says_it_did_not_finish(
+    tmp_path: Path, demo_base: DemoBase
+) -> None:
+    config = install_config(demo_base)
+    conn = sqlite3.connect(demo_base.db)
+    with conn:
+        migrate(conn, "jobs", "status", "dem_filename")
+        conn.execute(
+            "INSERT INTO cleanup_log (run_id, started_at, pid) VALUES ('killed', '2026-12-01', 1)"
+        )
+    conn.close()
+
+    result = call(["status", "--config", str(config)], guarded_env(tmp_path))
+
+    assert result.code == 0, result.stderr
+    assert "None" not in result.stdout
+    assert "Run in progress" not in result.stdout
+    assert "Last run: 2026-12-01, did not finish (killed, or still running elsewhere)" in (
+        result.stdout
+    )
+
+
+def test_status_on_a_read_only_database_measures_and_says_sizes_were_not_stored(
+    tmp_path: Path, demo_base: DemoBase
+) -> None:
+    install_config(demo_base)  # paths relative to the file: they follow it under readonly/
+    readonly = tmp_path / "readonly"
+    readonly.mkdir()
+    if subprocess.run(
+        ["mount", "--bind", str(demo_base.path), str(readonly)], capture_output=True
+    ).returncode:
+        pytest.skip("cannot bind-mount here")
+    try:
+        if subprocess.run(
+            ["mount", "-o", "remount,bind,ro", str(readonly)], capture_output=True
+        ).returncode:
+            pytest.skip("cannot remount read-only here")
+        before = snapshot(demo_base.path)
+        result = call(
+            ["status", "--config", str(readonly / "cleanup_config.yaml")], guarded_env(tmp_path)
+        )
+        as_json = call(
+            ["status", "--json", "--config", str(readonly / "cleanup_config.yaml")],
+            guarded_env(tmp_path),
+        )
+    finally:
+        subprocess.run(["umount", str(readonly)], capture_output=True)
+
+    assert result.code == 0, result.stderr
+    assert tab_rows(result.stdout)[1:], "the table is shown"
+    notes = [line for line in result.stdout.splitlines() if line.startswith("Note: ")]
+    assert len(notes) == 1 and "sizes not stored in data_size_mb" in notes[0], result.stdout
+    data = json.loads(as_json.stdout)
+    assert data["sizes_stored"] is False and data["measured"] is True
     assert snapshot(demo_base.path) == before
 
 

@@ -11,6 +11,7 @@ whose raw bytes name a directory...), that bait exists and must survive.
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -284,7 +285,6 @@ def legit_absolute(harness: Harness) -> set[str]:
         harness.results,
         harness.temp,
         harness.base / "logs",
-        harness.base / "jobs.db.cleanup.lock",
     }
     return {str(path) for path in paths} | {str(parent) for parent in harness.db.parents}
 
@@ -362,33 +362,80 @@ def test_hostile_upload_name_is_refused_before_any_fs_call_and_the_job_is_not_ma
     harness.assert_safe(report)
 
 
+@pytest.mark.parametrize("stored", [pytest.param("", id="empty"), pytest.param(None, id="null")])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_null_or_empty_upload_name_means_no_upload_the_job_is_cleaned_marked_and_exit_is_0(
+    harness: Harness, stored: Any, workers: int
+) -> None:
+    # SPEC §3: a job that failed before its upload was stored has no upload recorded. That
+    # is normal: its other data goes, it is marked, nothing is refused or reported.
+    job = harness.add_job(HOSTILE_JOB, upload=False)  # dem_filename NULL
+    if stored == "":
+        conn = sqlite3.connect(harness.db)
+        with conn:
+            conn.execute("UPDATE jobs SET dem_filename = '' WHERE id = ?", (HOSTILE_JOB,))
+        conn.close()
+
+    report = harness.run(workers=workers)
+
+    assert report.exit_code == 0
+    assert report.errors == []
+    assert [skip for skip in report.skipped if skip.job_id == HOSTILE_JOB] == []
+    assert [row for row in harness.audit() if row[0] == HOSTILE_JOB and row[1] == "refused"] == []
+    assert HOSTILE_JOB in harness.marked()
+    harness.assert_safe(report, gone=[job])
+
+
+@pytest.mark.parametrize("stored", [pytest.param("", id="empty"), pytest.param(None, id="null")])
+@pytest.mark.parametrize("mode", ["quiet", "json"])
+def test_null_or_empty_upload_name_is_silent_under_quiet_and_json_says_success(
+    harness: Harness, stored: Any, mode: str
+) -> None:
+    job = harness.add_job(HOSTILE_JOB, upload=False)
+    if stored == "":
+        conn = sqlite3.connect(harness.db)
+        with conn:
+            conn.execute("UPDATE jobs SET dem_filename = '' WHERE id = ?", (HOSTILE_JOB,))
+        conn.close()
+    harness.arm()
+
+    if mode == "quiet":
+        quiet = harness._cli("run", "--quiet", "--config", str(harness.config_file))
+        assert (quiet.code, quiet.stdout, quiet.stderr) == (0, "", "")
+    else:
+        result = harness.run_cli()
+        assert result.code == 0
+        assert result.json()["success"] is True
+        assert result.json()["skipped"] == []
+        assert result.json()["errors"] == []
+    assert HOSTILE_JOB in harness.marked()
+    harness.assert_safe(None, gone=[job])
+
+
 @pytest.mark.parametrize(
     ("stored", "reason"),
     [
-        pytest.param("", "refused: upload name is empty", id="empty"),
         pytest.param("   ", "refused: upload name '   ' is only white space", id="white-space"),
-        pytest.param(None, "refused: upload name is NULL", id="null"),
+        pytest.param(
+            Sql("x''"), "refused: upload name b'' is stored as a BLOB, not text", id="empty-blob"
+        ),
     ],
 )
-def test_empty_or_null_upload_name_is_refused_reported_and_the_run_exits_1(
+def test_blank_or_blob_upload_name_is_hostile_refused_and_the_job_stays_unmarked(
     harness: Harness, stored: Any, reason: str
 ) -> None:
-    # The issue lists upload names that are empty or NULL with the other hostile values:
-    # refused, reported (skipped + audit row 'refused'), the run exits 1. Such a name points
-    # at nothing on disk, so the job's own data is cleaned and the job is marked (a name
-    # like '../x' instead leaves the job unmarked: see the cases above).
+    # Not "no upload": a blank name could name a file called "   ", a BLOB is not text.
     harness.add_row(HOSTILE_JOB, stored)
 
     report = harness.run()
 
+    path = f"uploads/{shown(stored) if not isinstance(stored, Sql) else repr(b'')}"
     assert [skip for skip in report.skipped if skip.job_id == HOSTILE_JOB] == [
-        Skip(HOSTILE_JOB, reason, "completed", f"uploads/{shown(stored)}", True)
+        Skip(HOSTILE_JOB, reason, "completed", path, True)
     ]
-    assert [row for row in harness.audit("refused") if row[0] == HOSTILE_JOB] == [
-        (HOSTILE_JOB, "refused", f"uploads/{shown(stored)}", reason)
-    ]
+    assert (HOSTILE_JOB, "refused", path, reason) in harness.audit("refused")
     assert report.exit_code == 1
-    assert HOSTILE_JOB in harness.marked()
+    assert HOSTILE_JOB not in harness.marked()
     harness.assert_safe(report)
 
 

@@ -173,9 +173,9 @@ def test_active_job_is_never_cleaned_whatever_its_age(status: str, hours_ago: fl
         ("completed ", "unknown status 'completed ': never touched"),
         ("", "unknown status '': never touched"),
         (None, "unknown status 'NULL': never touched"),
-        (b"completed", "unknown status \"b'completed'\": never touched"),
+        (b"completed", "unknown status 'b'completed'': never touched"),
         (1, "unknown status '1': never touched"),
-        ("bad\udcff", "unknown status 'bad\\\\udcff': never touched"),
+        ("bad\udcff", "unknown status 'bad\\udcff': never touched"),
     ],
 )
 def test_unknown_status_is_never_touched_and_reported(status: Any, reason: str) -> None:
@@ -183,6 +183,24 @@ def test_unknown_status_is_never_touched_and_reported(status: Any, reason: str) 
     assert decision.verdict is Verdict.UNKNOWN_STATUS
     assert decision.reason == reason
     assert decision.artifacts == ()
+
+
+@pytest.mark.parametrize("hours_ahead", [0.2, 24, 24 * 400])
+def test_a_time_in_the_future_beyond_the_tolerance_is_clock_skew_kept_until_due(
+    hours_ahead: float,
+) -> None:
+    future = NOW + timedelta(hours=hours_ahead)
+    decision = decide(row(completed_at=future.isoformat()), POLICY, NOW)
+    assert decision.verdict is Verdict.CLOCK_SKEW
+    assert decision.due_at == future + timedelta(hours=POLICY.successful_hours)
+    assert decision.reason is not None and "in the future (clock skew" in decision.reason
+    assert decision.artifacts == ()
+
+
+def test_a_time_within_the_tolerance_ahead_is_just_retained() -> None:
+    soon = NOW + timedelta(minutes=4)
+    decision = decide(row(completed_at=soon.isoformat()), POLICY, NOW)
+    assert decision.verdict is Verdict.RETAINED
 
 
 @pytest.mark.parametrize("status", ["completed", "failed", "running", "weird"])
@@ -520,29 +538,32 @@ def test_due_job_with_hostile_upload_name_is_due_without_upload(
     assert [a.root for a in decision.artifacts] == ["temp", "results", "results"]
 
 
+@pytest.mark.parametrize("dem_filename", [None, ""])
+def test_due_job_with_null_or_empty_upload_name_has_no_upload_and_nothing_refused(
+    dem_filename: Any,
+) -> None:
+    # SPEC §3: no upload recorded is normal (a job that failed before storing it).
+    decision = decide(row(completed_at=at(1000), dem_filename=dem_filename), POLICY, NOW)
+    assert decision.verdict is Verdict.DUE
+    assert decision.upload is None
+    assert decision.upload_refused is None
+    assert [a.root for a in decision.artifacts] == ["temp", "results", "results"]
+
+
 @pytest.mark.parametrize(
     ("dem_filename", "reason"),
     [
-        (None, "refused: upload name is NULL"),
-        ("", "refused: upload name is empty"),
         ("  ", "refused: upload name '  ' is only white space"),
+        (b"", "refused: upload name b'' is stored as a BLOB, not text"),
+        ("../jobs.db", "refused: upload name '../jobs.db' contains '/'"),
     ],
 )
-def test_due_job_with_null_or_empty_upload_name_has_no_upload_artifact_and_a_refusal(
-    dem_filename: Any, reason: str
-) -> None:
+def test_blank_blob_or_hostile_upload_name_is_refused(dem_filename: Any, reason: str) -> None:
     decision = decide(row(completed_at=at(1000), dem_filename=dem_filename), POLICY, NOW)
     assert decision.verdict is Verdict.DUE
     assert decision.upload is None
     assert decision.upload_refused == reason
-    assert decision.upload_nameless
     assert [a.root for a in decision.artifacts] == ["temp", "results", "results"]
-
-
-def test_hostile_upload_name_is_refused_and_not_nameless() -> None:
-    decision = decide(row(completed_at=at(1000), dem_filename="../jobs.db"), POLICY, NOW)
-    assert decision.upload_refused == "refused: upload name '../jobs.db' contains '/'"
-    assert not decision.upload_nameless
 
 
 @pytest.mark.parametrize("suffix", ["_results.zip", "x_results.zip"])

@@ -153,6 +153,26 @@ def test_epoch_at_edge_of_plausible_range_is_accepted(value: int, expected: date
 @pytest.mark.parametrize(
     "value",
     [
+        EPOCH * 1000,  # JavaScript's Date.now(), Java's currentTimeMillis()
+        str(EPOCH * 1000),
+        float(EPOCH * 1000),
+        EPOCH * 1_000_000,  # microseconds
+        EPOCH * 1_000_000_000,  # time.time_ns()
+    ],
+)
+def test_epoch_milliseconds_microseconds_and_nanoseconds_parse(value: object) -> None:
+    assert parse_timestamp(value, UTC) == datetime.fromtimestamp(EPOCH, tz=UTC)
+
+
+@pytest.mark.parametrize("value", [631_151_999 * 1000, 7_258_118_401_000, 10**13, 10**16])
+def test_epoch_milliseconds_outside_the_plausible_range_are_unparseable(value: int) -> None:
+    # Between the units' ranges (e.g. 1e13 ms would be year 2286) nothing is guessed.
+    assert parse_timestamp(value, UTC) is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
         "2024-01-20 02:00:01",
         "2024-07-20 14:30:00",
         "2024-01-20T02:00:01.123456",
