@@ -67,8 +67,12 @@ def due_ids(comp: Composition) -> list[str]:
     return common.job_ids(comp.due, seed=comp.rows)
 
 
-def generate_rows(comp: Composition, now: datetime) -> Iterator[tuple[object, ...]]:
-    """Rows in the order the web interface would have written them (oldest first)."""
+def generate_rows(
+    comp: Composition, now: datetime, garbage: bool = False
+) -> Iterator[tuple[object, ...]]:
+    """Rows in the order the web interface would have written them (oldest first). With
+    ``garbage``, the rows that would have been cleaned long ago are instead not cleaned and
+    have timestamps nobody can parse (their age is unknown: kept forever, reported)."""
     rng = random.Random(comp.rows)  # noqa: S311 - test data, not secrets
     params = common.PARAMETERS
     local, utc = common.local_naive, common.sqlite_utc
@@ -100,7 +104,13 @@ def generate_rows(comp: Composition, now: datetime) -> Iterator[tuple[object, ..
     for index, job_id in enumerate(common.job_ids(comp.cleaned, seed=comp.rows + 1)):
         completed = oldest + step * index
         cleaned = (completed + timedelta(days=8)).isoformat(timespec="seconds")
-        yield row(job_id, "failed" if rng.random() < 0.1 else "completed", completed, cleaned)
+        status = "failed" if rng.random() < 0.1 else "completed"
+        if garbage:
+            values = list(row(job_id, status, completed, None))
+            values[3:6] = [f"garbage {index}", f"?{index}", f"not a date {index}"]
+            yield tuple(values)
+            continue
+        yield row(job_id, status, completed, cleaned)
     for index, job_id in enumerate(due_ids(comp)):
         completed = now - timedelta(days=30) + timedelta(days=22) * index / comp.due
         yield row(job_id, "completed", completed, None)
@@ -110,7 +120,7 @@ def generate_rows(comp: Composition, now: datetime) -> Iterator[tuple[object, ..
         yield row(job_id, "running" if index % 2 else "pending", None, None)
 
 
-def build_db(path: Path, comp: Composition) -> None:
+def build_db(path: Path, comp: Composition, garbage: bool = False) -> None:
     """The table, migrated first (partial index included), then one bulk transaction."""
     from eemt_cleanup.store.migrations import migrate
 
@@ -120,7 +130,7 @@ def build_db(path: Path, comp: Composition) -> None:
         conn.execute("PRAGMA cache_size = -400000")
         conn.execute("PRAGMA synchronous = OFF")
         conn.execute("BEGIN")
-        conn.executemany(INSERT, generate_rows(comp, datetime.now(UTC)))
+        conn.executemany(INSERT, generate_rows(comp, datetime.now(UTC), garbage))
         conn.execute("COMMIT")
 
 
@@ -163,13 +173,18 @@ class Runs:
         return float("nan") if self.problems else common.median(self.rss)
 
 
-def check_run(m: common.Measurement, comp: Composition, dry: bool) -> str:
+def check_run(m: common.Measurement, comp: Composition, dry: bool, garbage: bool = False) -> str:
     data = common.parse_json(m.stdout)
     if data is None:
         return f"exit {m.returncode}, no JSON: {m.stderr.strip()[-200:]}"
     found = data.get("cleaned_jobs", {}).get("successful")
     if m.returncode != 0 or data.get("dry_run") is not dry or found != comp.due:
         return f"exit {m.returncode}, dry_run={data.get('dry_run')}, {found} of {comp.due} jobs"
+    if garbage:
+        unknown = data.get("never_cleaned", {}).get("unknown_age", {}).get("count")
+        lines = [line for line in m.stderr.splitlines() if "Never cleaned until fixed" in line]
+        if unknown != comp.cleaned or len(lines) != 1:
+            return f"{unknown} of {comp.cleaned} unknown ages reported, in {len(lines)} lines"
     return ""
 
 
@@ -178,14 +193,35 @@ def dry_run(base: Path, comp: Composition) -> tuple[common.Measurement, str]:
     return m, check_run(m, comp, dry=True)
 
 
-def real_run(base: Path, comp: Composition) -> tuple[common.Measurement, str]:
+def real_run(
+    base: Path, comp: Composition, garbage: bool = False
+) -> tuple[common.Measurement, str]:
     m = common.run_measured(common.eemt_run_cmd(base / "jobs.db", base))
-    problem = check_run(m, comp, dry=False)
+    problem = check_run(m, comp, dry=False, garbage=garbage)
     left = common.count_entries(base / "results")
-    unmarked = remaining(base / "jobs.db") - comp.retained - comp.active
+    kept = comp.retained + comp.active + (comp.cleaned if garbage else 0)
+    unmarked = remaining(base / "jobs.db") - kept
     if not problem and (left or unmarked):
         problem = f"{left} entries left in results/, {unmarked} due jobs not marked"
     return m, problem
+
+
+def measure_garbage(work: Path, comp: Composition, trials: int) -> Runs:
+    """Real runs over a table whose long-cleaned rows are instead unparseable (item 13)."""
+    cached = work / f"garbage-{comp.rows}.db"
+    build_db(cached, comp, garbage=True)
+    runs = Runs()
+    for trial in range(trials):
+        base = work / f"garbage-run-{comp.rows}"
+        build_base(base, cached, comp)
+        m, problem = real_run(base, comp, garbage=True)
+        runs.add(m, problem)
+        common.log(
+            f"planning garbage {comp.rows:,} trial {trial + 1}: real run {m.wall:.3f} s, "
+            f"{m.rss_mib:.1f} MiB {problem}"
+        )
+        common.remove_tree(base)
+    return runs
 
 
 def measure_help(trials: int) -> dict[str, Runs]:
@@ -250,6 +286,7 @@ def run(args: argparse.Namespace) -> Section:
                     f"{m.rss_mib:.1f} MiB {problem}"
                 )
                 common.remove_tree(real_base)
+        garbage = measure_garbage(work, comps[sizes[-1]], args.trials)
     helps = measure_help(args.help_trials)
 
     rows_table = []
@@ -349,6 +386,25 @@ def run(args: argparse.Namespace) -> Section:
             f"real run marking {args.due:,} due jobs in {largest:,} rows ≤ {MARK_LIMIT} s{note}",
             common.fmt_s(big_real.median_wall),
             _ok(big_real.median_wall <= MARK_LIMIT, big_real),
+        )
+    )
+    section.blocks.append(
+        f"Unknown ages: a real run over {largest:,} rows of which {comps[largest].cleaned:,} "
+        "are not cleaned and have timestamps nobody can parse (besides the due and retained "
+        f"jobs): {common.fmt_s(garbage.median_wall)} wall, peak RSS "
+        f"{common.fmt_mib(garbage.median_rss)}; they are reported in one summary line."
+        + (
+            "\n\n" + "\n".join(f"- **invalid**: {p}" for p in garbage.problems)
+            if garbage.problems
+            else ""
+        )
+    )
+    section.targets.append(
+        Target(
+            f"real run over {largest:,} rows, most with garbage timestamps: peak RSS ≤ 100 MB"
+            f"{note}",
+            common.fmt_mib(garbage.median_rss),
+            _ok(garbage.median_rss * 1024 <= RSS_LIMIT, garbage),
         )
     )
     help_runs = helps["`eemt-cleanup --help`"]
