@@ -129,7 +129,8 @@ class Kept:
     def describe(self) -> str:
         shown = "; ".join(f"job {skip.job_id}: {skip.reason}" for skip in self.examples)
         more = ", ..." if self.count > len(self.examples) else ""
-        return f"{self.count} {self.label} (e.g. {shown}{more})"
+        jobs = "job" if self.count == 1 else "jobs"
+        return f"{self.count} {jobs} {self.label} (e.g. {shown}{more})"
 
 
 UNKNOWN_AGE = "unknown_age"

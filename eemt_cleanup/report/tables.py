@@ -19,7 +19,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from eemt_cleanup.engine import CLOCK_SKEW, UNKNOWN_AGE, UNKNOWN_STATUS, JobResult, RunReport
+from eemt_cleanup.engine import JobResult, RunReport
 from eemt_cleanup.humanize_size import human_size
 from eemt_cleanup.report.escape import printable
 
@@ -86,12 +86,22 @@ def status_table(report: RunReport) -> Table:
     return table
 
 
-def jobs_table(report: RunReport) -> Table:
-    """Per job: id, status, age, paths, size, outcome."""
+# Below this terminal width a job id (a uuid4, 36 characters) folds onto two lines of 18,
+# at its middle dash, instead of squeezing every other column into "Stat…".
+WIDE_JOBS_TABLE = 120
+FOLDED_ID = 18
+
+
+def jobs_table(report: RunReport, width: int = WIDE_JOBS_TABLE) -> Table:
+    """Per job: id, status, age in days, paths, size, outcome (``width``: the terminal's)."""
     table = Table(title="Jobs")
-    table.add_column("Job", no_wrap=True)
-    for header in ("Status", "Age (days)", "Paths", "Size", "Result"):
-        table.add_column(header, justify="right" if header in ("Age (days)", "Size") else "left")
+    table.add_column("Job", overflow="fold", width=FOLDED_ID if width < WIDE_JOBS_TABLE else None)
+    for header in ("Status", "Days", "Paths", "Size", "Result"):
+        table.add_column(
+            header,
+            justify="right" if header in ("Days", "Size") else "left",
+            no_wrap=header in ("Status", "Days", "Size"),
+        )
     for job in report.jobs:
         outcome = "errors" if job.errors else ("would clean" if report.dry_run else "cleaned")
         if job.kept:
@@ -133,22 +143,12 @@ def render_report(console: Console, report: RunReport, *, verbose: bool) -> None
     if report.jobs or not report.skipped:
         console.print(status_table(report))
     if report.jobs and (verbose or report.dry_run):
-        console.print(jobs_table(report))
+        console.print(jobs_table(report, console.width))
     if report.skipped:
         console.print(skipped_table(report))
     for error in report.errors:
         console.print(cell(f"error: {error}", "red"))
-    never = [report.kept[kind] for kind in (UNKNOWN_AGE, UNKNOWN_STATUS) if report.kept[kind].count]
-    if never:
-        text = "; ".join(kept.describe() for kept in never)
-        console.print(cell(f"Never cleaned until fixed: {text}", "yellow"))
-    if report.kept[CLOCK_SKEW].count:
-        skewed = report.kept[CLOCK_SKEW].describe()
-        console.print(cell(f"Clock skew: {skewed}; each is kept until it is due", "yellow"))
-    if report.forced_by is not None:
-        console.print(
-            cell(f"Dry run forced by {report.forced_by}: nothing was deleted", "bold yellow")
-        )
+    # Rows never cleaned and a forced dry run were already said above, as warnings.
     verb = "Would free" if report.dry_run else "Freed"
     line = (
         f"{verb} {human_size(report.bytes_freed)} from {len(report.jobs)} jobs "

@@ -562,8 +562,10 @@ def test_quiet_successful_run_prints_only_what_is_kept_forever(
     result = call(["run", "--quiet", "--config", str(config)], guarded_env(tmp_path))
     assert result.code == 0
     (line,) = result.stdout.splitlines()
-    assert line.startswith("WARNING: Never cleaned until fixed: 1 with an unknown age (e.g. job ")
-    assert "; 1 with an unknown status (e.g. job " in line
+    assert line.startswith(
+        "WARNING: Never cleaned until fixed: 1 job with an unknown age (e.g. job "
+    )
+    assert "; 1 job with an unknown status (e.g. job " in line
     assert result.stderr == ""
     assert_exactly_due_jobs_cleaned(demo_base)
     again = call(

@@ -63,12 +63,12 @@ def test_rows_never_cleaned_are_one_summary_line_shown_even_under_quiet(
     assert result.code == 0, result.stderr
     never, skew = summary_lines(result.stdout)
     assert len(never) == 1 and len(skew) == 1, result.stdout
-    assert f"{GARBAGE} with an unknown age (e.g. job garbage-000: " in never[0]
-    assert f"{UNKNOWN} with an unknown status (e.g. job unknown-000: " in never[0]
+    assert f"{GARBAGE} jobs with an unknown age (e.g. job garbage-000: " in never[0]
+    assert f"{UNKNOWN} jobs with an unknown status (e.g. job unknown-000: " in never[0]
     assert never[0].count("e.g.") == 2 and never[0].count("job garbage-") == 3
     assert "\\x1b[2J" in never[0] and "\x1b" not in result.stdout  # examples escaped
     assert "archived\\n2024 INFO: forged" in never[0]
-    assert f"{SKEWED} with a time in the future" in skew[0]
+    assert f"{SKEWED} jobs with a time in the future" in skew[0]
     mentioned = [line for line in result.stdout.splitlines() if "garbage-0" in line]
     assert mentioned == never, "not one line per row"
     if quiet:
