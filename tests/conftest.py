@@ -208,3 +208,21 @@ def create_jobs_db(path: Path, rows: list[dict[str, Any]]) -> None:
         conn.commit()
     finally:
         conn.close()
+
+
+def add_run_log_row(db: Path, **values: Any) -> None:
+    """Migrate ``db`` as a run would, then insert a ``cleanup_log`` row with ``values``
+    (a run in progress, or one that was killed: no exit code)."""
+    from eemt_cleanup.store.migrations import migrate
+
+    conn = sqlite3.connect(db)
+    try:
+        with conn:
+            migrate(conn, "jobs", "status", "dem_filename")
+            columns = ", ".join(values)
+            marks = ", ".join("?" * len(values))
+            conn.execute(
+                f"INSERT INTO cleanup_log ({columns}) VALUES ({marks})", list(values.values())
+            )
+    finally:
+        conn.close()

@@ -20,6 +20,7 @@ import pytest
 import yaml
 from conftest import (
     DemoBase,
+    add_run_log_row,
     call,
     create_jobs_db,
     error_line,
@@ -28,8 +29,6 @@ from conftest import (
     path_args,
     snapshot,
 )
-
-from eemt_cleanup.store.migrations import migrate
 
 pytestmark = pytest.mark.e2e
 
@@ -235,17 +234,19 @@ def test_status_while_a_run_holds_the_lock_names_it_and_prints_no_python_none(
 ) -> None:
     # A run in progress has a run-log row without an exit code or finish time yet.
     config = install_config(demo_base)
-    conn = sqlite3.connect(demo_base.db)
-    with conn:
-        migrate(conn, "jobs", "status", "dem_filename")
-        conn.execute(
-            "INSERT INTO cleanup_log (run_id, started_at, trigger, user, host, pid, "
-            "jobs_successful, jobs_failed, bytes_freed, files_deleted) "
-            "VALUES ('run-in-progress', '2026-12-01T02:00:00+00:00', 'cron', 'root', ?, ?, "
-            "2, 0, 4096, 10)",
-            (socket.gethostname(), os.getpid()),
-        )
-    conn.close()
+    add_run_log_row(
+        demo_base.db,
+        run_id="run-in-progress",
+        started_at="2026-12-01T02:00:00+00:00",
+        trigger="cron",
+        user="root",
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        jobs_successful=2,
+        jobs_failed=0,
+        bytes_freed=4096,
+        files_deleted=10,
+    )
     fd = os.open(demo_base.db, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -269,13 +270,7 @@ def test_status_after_a_killed_run_says_it_did_not_finish(
     tmp_path: Path, demo_base: DemoBase
 ) -> None:
     config = install_config(demo_base)
-    conn = sqlite3.connect(demo_base.db)
-    with conn:
-        migrate(conn, "jobs", "status", "dem_filename")
-        conn.execute(
-            "INSERT INTO cleanup_log (run_id, started_at, pid) VALUES ('killed', '2026-12-01', 1)"
-        )
-    conn.close()
+    add_run_log_row(demo_base.db, run_id="killed", started_at="2026-12-01", pid=1)
 
     result = call(["status", "--config", str(config)], guarded_env(tmp_path))
 

@@ -21,6 +21,7 @@ import yaml
 from conftest import (
     JOBS_SCHEMA,
     DemoBase,
+    add_run_log_row,
     call,
     cli_executable,
     error_line,
@@ -30,7 +31,6 @@ from conftest import (
 )
 
 from eemt_cleanup.lock import find_holder
-from eemt_cleanup.store.migrations import migrate
 
 pytestmark = pytest.mark.e2e
 
@@ -283,15 +283,15 @@ def test_run_while_the_lock_is_held_exits_75_naming_the_holder(
 ) -> None:
     # The lock is a flock on the database itself; the holder's run-log row names it.
     args = with_config(demo_base)
-    conn = sqlite3.connect(demo_base.db)
-    with conn:
-        migrate(conn, "jobs", "status", "dem_filename")
-        conn.execute(
-            "INSERT INTO cleanup_log (run_id, started_at, trigger, user, host, pid) "
-            "VALUES ('held-by-the-test', '2026-01-01T02:00:00+00:00', 'cron', 'tester', ?, ?)",
-            (socket.gethostname(), os.getpid()),
-        )
-    conn.close()
+    add_run_log_row(
+        demo_base.db,
+        run_id="held-by-the-test",
+        started_at="2026-01-01T02:00:00+00:00",
+        trigger="cron",
+        user="tester",
+        host=socket.gethostname(),
+        pid=os.getpid(),
+    )
     fd = os.open(demo_base.db, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

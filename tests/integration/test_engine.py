@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DemoBase, create_jobs_db, snapshot
+from conftest import DemoBase, add_run_log_row, create_jobs_db, snapshot
 
 from eemt_cleanup.config.loader import LoadedConfig, load_config
 from eemt_cleanup.engine import JobResult, RunOptions, RunReport, Skip, StopFlag, run_cleanup
 from eemt_cleanup.errors import DatabaseError, LockedError
-from eemt_cleanup.store.migrations import migrate
 
 BLOCK = 512
 MEBIBYTE = 1024 * 1024
@@ -672,22 +671,15 @@ def test_held_lock_raises_locked_error_naming_the_holder_and_deletes_nothing(
     base = make_base(tmp_path / "base", [{"id": "job-a", "days": 10, "upload": "a_dem.tif"}])
     db = base / "jobs.db"
     # The holder: a process holding the flock on the database file, with its run-log row.
-    conn = sqlite3.connect(db)
-    with conn:
-        migrate(conn, "jobs", "status", "dem_filename")
-        conn.execute(
-            "INSERT INTO cleanup_log (run_id, started_at, trigger, user, host, pid) "
-            "VALUES (?,?,?,?,?,?)",
-            (
-                "run-1",
-                "2026-03-01T11:00:00+00:00",
-                "cron",
-                "alice",
-                socket.gethostname(),
-                os.getpid(),
-            ),
-        )
-    conn.close()
+    add_run_log_row(
+        db,
+        run_id="run-1",
+        started_at="2026-03-01T11:00:00+00:00",
+        trigger="cron",
+        user="alice",
+        host=socket.gethostname(),
+        pid=os.getpid(),
+    )
     database = db.read_bytes()
     before = data_snapshot(base)
     fd = os.open(db, os.O_RDONLY)

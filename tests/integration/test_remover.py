@@ -18,7 +18,6 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import deletion_guard
 import pytest
@@ -377,24 +376,6 @@ def test_unix_socket_inside_tree_is_unlinked(tmp_path: Path) -> None:
     assert os.listdir(root) == []
 
 
-@pytest.fixture
-def guard_by_descriptor_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The deletion guard, judging an unlink or rmdir relative to a directory descriptor by
-    that directory's path as the kernel gives it (``/proc/self/fd``: already canonical)
-    instead of resolving it again one ``lstat`` per level, which over a tree 1100 levels
-    deep is O(depth^2) lstats per call. The same paths are allowed and refused."""
-    real = deletion_guard._resolve
-
-    def resolve(path: Any, dir_fd: int | None) -> str:
-        name = os.fsdecode(path)
-        if dir_fd is None or "/" in name or name in ("", ".", ".."):
-            return str(real(path, dir_fd))
-        return os.path.join(os.readlink(f"/proc/self/fd/{dir_fd}"), name)
-
-    monkeypatch.setattr(deletion_guard, "_resolve", resolve)
-
-
-@pytest.mark.usefixtures("guard_by_descriptor_path")
 def test_tree_deeper_than_the_recursion_limit_is_fully_removed(tmp_path: Path) -> None:
     # Created with relative descriptors, as a path this deep is unwieldy; the deletion guard
     # resolves every unlink through /proc/self/fd, which caps the depth below PATH_MAX.

@@ -22,6 +22,7 @@ import contextlib
 import functools
 import json
 import os
+import socket
 import sqlite3
 import stat
 import subprocess
@@ -566,6 +567,41 @@ def attribute(flag: str, *paths: Path) -> Iterator[None]:
     finally:
         for path in done:
             subprocess.run(["chattr", f"-{flag}", str(path)], capture_output=True, check=False)
+
+
+def make_special(kind: str, path: Path) -> None:
+    """A FIFO, a socket, or a device node (``char-device``: like /dev/null, ``block-device``:
+    a loop device) at ``path``, whose parent is created if missing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "socket":
+        # Bound through /proc/self/fd: tmp_path is longer than a socket address may be.
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            server.bind(f"/proc/self/fd/{fd}/{path.name}")
+        finally:
+            server.close()
+            os.close(fd)
+    elif kind == "char-device":
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    elif kind == "block-device":
+        os.mknod(path, 0o660 | stat.S_IFBLK, os.makedev(7, 0))
+    else:
+        raise ValueError(f"unknown special file kind {kind!r}")
+
+
+def unblock_fifos(*fifos: Path) -> Callable[[], None]:
+    """Release a run stuck opening one of ``fifos`` (only ever needed by a regression)."""
+
+    def release() -> None:
+        for fifo in fifos:
+            for flags in (os.O_WRONLY | os.O_NONBLOCK, os.O_RDONLY | os.O_NONBLOCK):
+                with contextlib.suppress(OSError):
+                    os.close(os.open(fifo, flags))
+
+    return release
 
 
 def has_attribute(path: Path, flag: str) -> bool:

@@ -17,21 +17,17 @@ see removal in this process, so those runs use one worker.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
 import shutil
-import socket
 import stat
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import deletion_guard
 import pytest
 from conftest import CliResult, cli_executable, guarded_env, snapshot
 
@@ -47,7 +43,9 @@ from .conftest import (
     attribute,
     chown_tree,
     has_attribute,
+    make_special,
     mounted,
+    unblock_fifos,
     unmount,
     unprivileged_command,
     write,
@@ -470,44 +468,15 @@ def test_bind_mount_made_while_the_tree_is_walked_is_not_entered(harness: Harnes
 # -- FIFOs, sockets, devices ---------------------------------------------------------------
 
 
-def _make_special(kind: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if kind == "fifo":
-        os.mkfifo(path)
-    elif kind == "socket":
-        # Bound through /proc/self/fd: tmp_path is longer than a socket address may be.
-        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            server.bind(f"/proc/self/fd/{fd}/{path.name}")
-        finally:
-            server.close()
-            os.close(fd)
-    elif kind == "char-device-1-3":
-        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
-    else:
-        os.mknod(path, 0o660 | stat.S_IFBLK, os.makedev(7, 0))
-
-
-def _unblock(*fifos: Path) -> Callable[[], None]:
-    def unblock() -> None:
-        for fifo in fifos:
-            for flags in (os.O_WRONLY | os.O_NONBLOCK, os.O_RDONLY | os.O_NONBLOCK):
-                with contextlib.suppress(OSError):
-                    os.close(os.open(fifo, flags))
-
-    return unblock
-
-
-@pytest.mark.parametrize("kind", ["fifo", "socket", "char-device-1-3", "block-device-7-0"])
+@pytest.mark.parametrize("kind", ["fifo", "socket", "char-device", "block-device"])
 def test_special_file_in_a_job_tree_is_unlinked_without_being_opened(
     harness: Harness, fs_spy: FsSpy, kind: str
 ) -> None:
     victim = victim_of(harness)
     node = victim.results(harness.base) / "outputs" / "special-node"
-    _make_special(kind, node)
+    make_special(kind, node)
 
-    report = harness.run(spy=fs_spy, deadline=SPECIAL_DEADLINE_SECONDS, unblock=_unblock(node))
+    report = harness.run(spy=fs_spy, deadline=SPECIAL_DEADLINE_SECONDS, unblock=unblock_fifos(node))
 
     assert not os.path.lexists(node)
     opened = [
@@ -529,7 +498,7 @@ def test_fifo_in_place_of_the_archive_is_refused_and_the_run_does_not_hang(
     archive.unlink()
     os.mkfifo(archive)
 
-    report = harness.run(deadline=SPECIAL_DEADLINE_SECONDS, unblock=_unblock(archive))
+    report = harness.run(deadline=SPECIAL_DEADLINE_SECONDS, unblock=unblock_fifos(archive))
 
     assert stat.S_ISFIFO(os.lstat(archive).st_mode)
     assert report.exit_code == 1
@@ -544,7 +513,7 @@ def test_cli_run_over_fifos_and_a_device_everywhere_finishes_in_time_and_exits_0
     victim = victim_of(harness)
     os.mkfifo(victim.results(harness.base) / "outputs" / "pipe")
     os.mkfifo(harness.temp / victim.job_id / "pipe")
-    _make_special("char-device-1-3", victim.results(harness.base) / "outputs" / "monthly" / "null")
+    make_special("char-device", victim.results(harness.base) / "outputs" / "monthly" / "null")
 
     try:
         result = harness.run_cli(timeout=SPECIAL_DEADLINE_SECONDS)
@@ -576,26 +545,6 @@ def _descend(top: Path, name: str, levels: int, leaf: bytes) -> None:
         os.close(fd)
 
 
-@pytest.fixture
-def guard_by_descriptor_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The deletion guard, judging an unlink or rmdir relative to a directory descriptor by
-    that directory's path as the kernel gives it (``/proc/self/fd``: already canonical, no
-    symlink in it) instead of resolving it again one component at a time, an ``lstat`` per
-    level: over a tree 1100 levels deep that is O(depth^2) lstats per call and held the
-    deep-tree test at 15-120 s of system time. The same paths are allowed and refused; in
-    this process and in the deletion workers forked from it."""
-    real = deletion_guard._resolve
-
-    def resolve(path: Any, dir_fd: int | None) -> str:
-        name = os.fsdecode(path)
-        if dir_fd is None or "/" in name or name in ("", ".", ".."):
-            return str(real(path, dir_fd))
-        return os.path.join(os.readlink(f"/proc/self/fd/{dir_fd}"), name)
-
-    monkeypatch.setattr(deletion_guard, "_resolve", resolve)
-
-
-@pytest.mark.usefixtures("guard_by_descriptor_path")
 def test_job_tree_deeper_than_the_recursion_limit_is_removed_and_marked(harness: Harness) -> None:
     # The CLI's two workers (the deletion worker processes); the deadline only catches a hang.
     assert sys.getrecursionlimit() < DEEP_LEVELS

@@ -12,9 +12,7 @@ run went on, and ``assert_safe`` shows that the refused entry is byte-identical.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
 import stat
 import subprocess
 from collections.abc import Callable
@@ -24,7 +22,7 @@ import pytest
 
 from eemt_cleanup.engine import JobResult, RunReport
 
-from .conftest import ARCHIVE_SUFFIX, Harness, Job, write
+from .conftest import ARCHIVE_SUFFIX, Harness, Job, make_special, unblock_fifos, write
 
 DEADLINE_SECONDS = 15.0
 REASON = "not a regular file (an upload or archive name must name a file)"
@@ -59,32 +57,8 @@ def plant(kind: str, path: Path) -> None:
         write(path / "tile_000.tif", 20_000, b"D")
         write(path / "nested" / "notes.txt", 300, b"N")
         (path / "nested" / "link").symlink_to("../tile_000.tif")
-    elif kind == "fifo":
-        os.mkfifo(path)
-    elif kind == "socket":
-        # Bound through /proc/self/fd: tmp_path is longer than a socket address may be.
-        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            server.bind(f"/proc/self/fd/{fd}/{path.name}")
-        finally:
-            server.close()
-            os.close(fd)
-    elif kind == "char-device":
-        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
     else:
-        os.mknod(path, 0o660 | stat.S_IFBLK, os.makedev(7, 0))
-
-
-def unblock(path: Path) -> Callable[[], None]:
-    """Release a run stuck opening a FIFO (only ever needed by a regression)."""
-
-    def release() -> None:
-        for flags in (os.O_WRONLY | os.O_NONBLOCK, os.O_RDONLY | os.O_NONBLOCK):
-            with contextlib.suppress(OSError):
-                os.close(os.open(path, flags))
-
-    return release
+        make_special(kind, path)
 
 
 def result_of(report: RunReport, job_id: str) -> JobResult:
@@ -115,7 +89,7 @@ def test_upload_or_archive_that_is_not_a_file_is_refused_reported_and_left_intac
     plant(kind, entry)
     harness.arm()
 
-    report = harness.run(workers=workers, deadline=DEADLINE_SECONDS, unblock=unblock(entry))
+    report = harness.run(workers=workers, deadline=DEADLINE_SECONDS, unblock=unblock_fifos(entry))
 
     assert report.exit_code == 1
     job = result_of(report, victim.job_id)
@@ -195,7 +169,7 @@ def test_cli_upload_directory_and_archive_fifo_are_refused_in_json_and_audit_and
     try:
         result = harness.run_cli(timeout=DEADLINE_SECONDS * 4)
     except subprocess.TimeoutExpired:
-        unblock(archive)()
+        unblock_fifos(archive)()
         pytest.fail("the CLI run was still going: it opened the FIFO")
 
     assert result.code == 1, result.stderr
