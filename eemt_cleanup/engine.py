@@ -94,7 +94,8 @@ class JobResult:
     cleaned: bool = False
     audit: list[AuditRow] = field(default_factory=list)
     raw_id: Any = None
-    recorded: bool = False  # its mark is committed (real runs)
+    committed: bool = False  # its batch's records (audit rows, mark) are committed
+    recorded: bool = False  # its mark is committed, so the run log counts it (real runs)
     # What an earlier run deleted of this job but could not record (from the journal).
     recovered_run: str | None = None
     recovered_bytes: int = 0
@@ -719,8 +720,18 @@ class _Engine:
         journal, run_id = self.journal, self.report.run_id
 
         def written(done: list[bool]) -> None:
+            for result in results:
+                result.committed = True
             for result, recorded in zip(cleaned, done, strict=True):
                 result.recorded = recorded
+                if not recorded:
+                    # Its row was marked, or removed, by someone else while we cleaned it:
+                    # the audit rows are written, but the job is not ours to count.
+                    log.warning(
+                        "Job %s: its row was marked or removed by someone else during the "
+                        "run; not counted",
+                        result.job_id,
+                    )
             if journal is not None:
                 journal.recorded(run_id, number, settles)
 
@@ -1024,7 +1035,7 @@ class _Engine:
         """Jobs deleted whose marks never got committed are not counted as cleaned
         anywhere; the journal keeps what they freed, for the next run to record."""
         assert self.books is not None
-        unrecorded = [job for job in report.jobs if job.cleaned and not job.recorded]
+        unrecorded = [job for job in report.jobs if job.cleaned and not job.committed]
         if not unrecorded:
             return
         report.unrecorded = len(unrecorded)
@@ -1040,7 +1051,7 @@ class _Engine:
         if self.journal is None:
             return
         unrecorded = [
-            self._journal_entry(job) for job in report.jobs if job.audit and not job.recorded
+            self._journal_entry(job) for job in report.jobs if job.audit and not job.committed
         ]
         gone = set()
         for key in set(self.leftovers) - self.journal.resolved:

@@ -72,11 +72,11 @@ class Journal:
     def load(self) -> None:
         """Read the leftovers of earlier runs (an absent or unreadable journal has none)."""
         try:
-            self._open_directory()
+            self._open_directory(create=False)
             assert self._dir_fd is not None
             fd = open_regular(self.name, os.O_RDONLY, dir_fd=self._dir_fd)
         except FileNotFoundError:
-            return
+            return  # no logs directory yet, or no journal: nothing was left
         except OSError as error:
             self._warn("cannot read", error)
             return
@@ -140,10 +140,11 @@ class Journal:
 
     # -- plumbing ----------------------------------------------------------------------
 
-    def _open_directory(self) -> None:
+    def _open_directory(self, *, create: bool = True) -> None:
         if self._dir_fd is None:
             directory = trusted_path(self.directory)
-            make_directories(directory, 0o750)
+            if create:
+                make_directories(directory, 0o750)
             self._dir_fd = open_directory(directory)
 
     def _file(self) -> int:

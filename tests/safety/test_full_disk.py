@@ -110,9 +110,15 @@ def test_on_a_full_disk_the_run_frees_the_due_data_and_then_writes_its_records(
 ) -> None:
     base = small_disk / "base"
     build(base)
+    log_file = base / "logs" / "cleanup.log"
     if history == "after-earlier-runs":  # migrated, and the log file exists
         earlier = cli(base, tmp_path, "--job", RETAINED)
         assert earlier.returncode == 0, earlier.stderr
+        # End the file on a page boundary, so its next line needs a new block too.
+        size = log_file.stat().st_size
+        with log_file.open("a") as log:
+            log.write("#" * (-(size + 1) % 4096) + "\n")
+        assert log_file.stat().st_size % 4096 == 0
     fill(small_disk)
 
     completed = cli(base, tmp_path, "--json")
@@ -147,9 +153,13 @@ def test_on_a_full_disk_the_run_frees_the_due_data_and_then_writes_its_records(
     assert log == (len(DUE), 0, report["space_freed"]["bytes"], 0)
     audited = {job_id for (job_id,) in rows(db, "SELECT DISTINCT job_id FROM cleanup_audit")}
     assert audited >= set(DUE)
-    lines = (base / "logs" / "cleanup.log").read_text().splitlines()
+    # Every line, those logged before the first deletion made room included.
+    lines = log_file.read_text().splitlines()
+    assert any(f"Starting job cleanup (run {report['run_id']}" in line for line in lines)
     for job_id in DUE:
         assert any(f"Cleaning job {job_id}" in line for line in lines), job_id
+    if history == "first-run":
+        assert any("Put off adding our columns and tables" in line for line in lines)
     assert rows(db, "PRAGMA integrity_check") == [("ok",)]
 
 

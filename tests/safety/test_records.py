@@ -21,7 +21,7 @@ import pytest
 from eemt_cleanup.engine import RunReport
 from eemt_cleanup.report.json_out import report_to_dict
 
-from .conftest import Harness
+from .conftest import Harness, attribute
 from .state_helpers import WebSimulator, start_slow_web_write
 
 RETRY = "  busy_timeout_seconds: 0.2\n  commit_retry_seconds: {retry}\n"
@@ -180,12 +180,67 @@ def test_a_run_killed_between_deleting_and_committing_is_recorded_with_its_bytes
 ) -> None:
     # The journal's "after" line is written before the commit: simulate the commit never
     # happening (as a SIGKILL at that instant would) by making the books drop the batch.
-    from eemt_cleanup.store import books
+    # A killed run never gets to settle its journal either: only the lines written around
+    # each batch, before its commit, are left.
+    from eemt_cleanup.store import books, journal
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(books.Books, "record", lambda self, batch, timestamp: "killed")
         patch.setattr(books.Books, "flush", lambda self, timestamp, patient: "killed")
+        patch.setattr(journal.Journal, "settle", lambda self, unrecorded, gone: None)
         first = harness.run()
 
     assert_deleted_but_not_counted(harness, first)
     assert_recorded_once_by_the_next_run(harness, first)
+
+
+def test_a_job_that_failed_in_a_committed_batch_is_not_carried_twice(harness: Harness) -> None:
+    # The job's other paths went and were audited in a committed batch; only its results
+    # tree could not go. The next run must not write those audit rows a second time.
+    victim = harness.legit[0]
+    stuck = victim.results(harness.base) / "outputs" / "tile_000.tif"
+    with attribute("i", stuck):
+        first = harness.run()
+    assert first.exit_code == 1
+    assert victim.job_id not in harness.marked()
+    assert not journal(harness).exists(), "a committed batch leaves nothing to carry"
+
+    second = harness.run()
+
+    assert second.exit_code == 0, second.errors
+    assert second.recovered == []
+    for path in (f"temp/{victim.job_id}/", f"uploads/{victim.upload}"):
+        rows = harness.query(
+            "SELECT run_id FROM cleanup_audit WHERE job_id = ? AND path = ?",
+            (victim.job_id, path),
+        )
+        assert rows == [(first.run_id,)], (path, rows)
+    assert counted_in_run_log(harness) == harness.marked_count() == len(harness.legit)
+    harness.assert_safe(None)  # the second run only had the victim left to clean
+
+
+def test_a_row_removed_by_the_web_interface_during_the_run_is_not_counted_nor_an_error(
+    harness: Harness,
+) -> None:
+    # Between the re-read and the commit the user deletes the job in the web interface:
+    # its data went, its audit rows are written, but there is no row to mark or count.
+    victim = harness.legit[0]
+
+    def delete_the_row() -> None:
+        conn = sqlite3.connect(harness.db)
+        with conn:
+            conn.execute("DELETE FROM jobs WHERE id = ?", (victim.job_id,))
+        conn.close()
+
+    harness.arm()
+    report = harness.run(before_open=once(delete_the_row), deadline=60)
+
+    assert report.exit_code == 0, report.errors
+    assert report.cleaned("successful") == len(harness.legit) - 1
+    assert report.unrecorded == 0
+    assert counted_in_run_log(harness) == harness.marked_count() == len(harness.legit) - 1
+    assert harness.query(
+        "SELECT count(*) FROM cleanup_audit WHERE job_id = ? AND action LIKE 'deleted_%'",
+        (victim.job_id,),
+    ) == [(4,)]
+    assert not journal(harness).exists()
