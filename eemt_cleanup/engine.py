@@ -21,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from eemt_cleanup.config.loader import LoadedConfig
 from eemt_cleanup.errors import (
@@ -50,10 +50,14 @@ from eemt_cleanup.policy import (
 )
 from eemt_cleanup.policy import upload_blocker as policy_upload_blocker
 from eemt_cleanup.store.audit import AuditRow, JobMark, RunRow
-from eemt_cleanup.store.books import Batch, Books
 from eemt_cleanup.store.db import JobRow, JobStore, check_database_path, connect
-from eemt_cleanup.store.journal import Journal, Leftover, job_key
 from eemt_cleanup.timeparse import format_utc, utc_now
+
+if TYPE_CHECKING:
+    # Imported where a real run needs them: a dry run (the common interactive command)
+    # loads neither.
+    from eemt_cleanup.store.books import Books
+    from eemt_cleanup.store.journal import Journal, Leftover
 
 log = logging.getLogger("eemt_cleanup")
 
@@ -346,6 +350,8 @@ class _Engine:
                 log.warning("Put off %s until deleting has made room (%s)", what, why)
             if self.books.migrated:
                 store = JobStore(conn, database, self.settings.jobs)
+            from eemt_cleanup.store.journal import Journal
+
             self.journal = Journal(Path(self.settings.paths.logs))
             stack.callback(self.journal.close)
             self.journal.load()
@@ -377,6 +383,8 @@ class _Engine:
         )
 
     def _books(self, conn: sqlite3.Connection, lock: RunLock, *, dry_run: bool = False) -> Books:
+        from eemt_cleanup.store.books import Books
+
         columns = self.settings.jobs.columns
         return Books(
             conn=conn,
@@ -595,12 +603,12 @@ class _Engine:
         verdict = decision.verdict
         if verdict is Verdict.DUE:
             return decision
-        if verdict in (Verdict.RETAINED, Verdict.CLOCK_SKEW):
-            self.report.retained += 1
-            if decision.due_at is not None and (
-                self.report.next_due_at is None or decision.due_at < self.report.next_due_at
-            ):
-                self.report.next_due_at = decision.due_at
+        if verdict is Verdict.RETAINED or verdict is Verdict.CLOCK_SKEW:
+            report = self.report
+            report.retained += 1
+            due_at = decision.due_at
+            if due_at is not None and (report.next_due_at is None or due_at < report.next_due_at):
+                report.next_due_at = due_at
             if verdict is Verdict.CLOCK_SKEW:
                 self._keep(CLOCK_SKEW, decision)
         elif verdict is Verdict.REFUSED:
@@ -716,6 +724,8 @@ class _Engine:
             )
             for result in cleaned
         ]
+        from eemt_cleanup.store.books import Batch
+
         settles = [job_key(r.raw_id) for r in results if r.recovered_run is not None]
         journal, run_id = self.journal, self.report.run_id
 
@@ -844,7 +854,7 @@ class _Engine:
                 AuditRow(decision.job_id, "refused", path, error=decision.upload_refused)
             )
             work.skip(decision.upload_refused, attention=True, path=path)
-        leftover = self.leftovers.get(job_key(decision.row.job_id))
+        leftover = self.leftovers.get(job_key(decision.row.job_id)) if self.leftovers else None
         if leftover is not None:
             self._carry(result, leftover, work)
         result.cleaned = not result.errors
@@ -1129,6 +1139,13 @@ def _json_value(key: str) -> Any:
     import json
 
     return json.loads(key)
+
+
+def job_key(raw_id: Any) -> str:
+    """The journal's key for a stored job id (see store/journal.py)."""
+    from eemt_cleanup.store.journal import job_key as key
+
+    return key(raw_id)
 
 
 def _current_user() -> str:

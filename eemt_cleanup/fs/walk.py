@@ -109,11 +109,24 @@ class Level:
 
     @classmethod
     def root(cls, fd: int) -> Level:
-        """The root a target lies in, from the root's open descriptor."""
+        """The root a target lies in, from the root's open descriptor.
+
+        Its path and mount id are read once per descriptor (one ``fstat`` a target tells
+        that it is still the same directory): a root renamed during the run only makes
+        its directories fall back to the chain of names, which still ends at this fd."""
         info = os.fstat(fd)
-        path = current_path(fd)
-        root_path = None if path is None else path.rstrip(b"/") + b"/"
-        return cls(fd, "", info.st_dev, info.st_ino, mount_id(fd), info.st_blocks, None, root_path)
+        key = (fd, info.st_dev, info.st_ino)
+        known = _ROOTS.get(key)
+        if known is None:
+            path = current_path(fd)
+            root_path = None if path is None else path.rstrip(b"/") + b"/"
+            known = cls(fd, "", info.st_dev, info.st_ino, mount_id(fd), 0, None, root_path)
+            _ROOTS[key] = known
+        return known
+
+
+# Levels of the roots, by (descriptor, device, inode): a root's fd is open for a whole run.
+_ROOTS: dict[tuple[int, int, int], Level] = {}
 
 
 class NotEntered(Exception):

@@ -17,11 +17,18 @@ from functools import lru_cache
 # and C1 controls, DEL, lone surrogates (bytes that were not UTF-8), and the Unicode format,
 # line and paragraph separators that can reorder or split what a terminal or log viewer
 # shows (U+202E, U+2028, ...).
-_UNSAFE = re.compile(
+_UNSAFE = (
     r"[\\\x00-\x1f\x7f-\x9f\ud800-\udfff\u061c\u200b-\u200f\u2028-\u202e"
     r"\u2060-\u2069\ufeff\ufff9-\ufffb]"
 )
-_CONTROLS = re.compile(_UNSAFE.pattern.replace("\\\\", "", 1))
+
+
+@lru_cache(maxsize=2)
+def _pattern(backslashes: bool) -> re.Pattern[str]:
+    # Compiled at the first value that needs it: most lines are plain ASCII (fast path).
+    return re.compile(_UNSAFE if backslashes else _UNSAFE.replace("\\\\", "", 1))
+
+
 _NAMED = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -48,8 +55,7 @@ def printable(text: object, *, backslashes: bool = True) -> str:
     value = text if isinstance(text, str) else str(text)
     if value.isascii() and value.isprintable() and (not backslashes or "\\" not in value):
         return value  # the common case, without a regex pass
-    pattern = _UNSAFE if backslashes else _CONTROLS
-    escaped = pattern.sub(lambda match: _escape_char(match.group()), value)
+    escaped = _pattern(backslashes).sub(lambda match: _escape_char(match.group()), value)
     if escaped.isprintable():
         return escaped
     # Anything else str.isprintable() rejects (other format or unassigned characters).
