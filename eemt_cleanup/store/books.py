@@ -98,14 +98,18 @@ class Books:
         """Migrate and write the run-log row. A full disk defers both (nothing before the
         first deletion may need new blocks); another writer holding the database past the
         busy timeout is BusyError (exit 75, nothing deleted); anything else DatabaseError."""
-        for step in (self._migrate, self._start):
+        steps = (
+            ("adding our columns and tables", self._migrate),
+            ("writing the run-log row", self._start),
+        )
+        for what, step in steps:
             try:
                 self._check_identity()
                 step()
             except sqlite3.Error as error:
                 kind = classify(error)
                 if kind == FULL:
-                    self.deferred.append((str(step.__doc__), str(error)))
+                    self.deferred.append((what, str(error)))
                     return
                 if kind == BUSY:
                     raise BusyError(
@@ -117,14 +121,12 @@ class Books:
                 ) from None
 
     def _migrate(self) -> None:
-        """adding our columns and tables"""
         if not self.migrated:
             status, dem_filename = self.migrate_names
             migrate(self.conn, self.jobs.table, status, dem_filename)
             self.migrated = True
 
     def _start(self) -> None:
-        """writing the run-log row"""
         if not self.run_row_written:
             audit_store.start_run(self.conn, self.run)
             self.run_row_written = True
