@@ -26,6 +26,7 @@ except ImportError:  # run from a source checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from eemt_cleanup.errors import EXIT_PARTIAL, CleanupError
+from eemt_cleanup.report.escape import printable
 
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4, "P": 1024**5}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(?:I?B)?\s*$", re.IGNORECASE)
@@ -144,12 +145,15 @@ def main(argv: list[str] | None = None) -> int:
             rich=False,
         )
     except CleanupError as error:
-        print(f"cleanup_jobs.py: error: {error}", file=sys.stderr)
+        print(
+            f"cleanup_jobs.py: error: {printable(str(error), backslashes=False)}", file=sys.stderr
+        )
         return error.exit_code
     except Exception as error:  # noqa: BLE001 - never a traceback unless --debug
         if args.debug:
             traceback.print_exc()
-        print(f"cleanup_jobs.py: error: unexpected error: {error}", file=sys.stderr)
+        message = printable(str(error), backslashes=False)
+        print(f"cleanup_jobs.py: error: unexpected error: {message}", file=sys.stderr)
         return EXIT_PARTIAL
 
 

@@ -160,7 +160,9 @@ def exit_status(code: object) -> int:
         return 0
     if isinstance(code, int):
         return code
-    print(code, file=sys.stderr)
+    from eemt_cleanup.report.escape import printable
+
+    print(printable(str(code)), file=sys.stderr)
     return 1
 
 
