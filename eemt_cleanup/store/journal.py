@@ -196,6 +196,41 @@ def _as_done(item: Leftover) -> dict[str, Any]:
     }
 
 
+# The logs directory may be writable by the web application: a line that is not what we
+# wrote (cut short by a crash, or forged) is skipped, never a reason for the run to fail.
+
+
+def _entries(line: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    entries = line.get(kind)
+    if not isinstance(entries, list):
+        return []
+    return [entry for entry in entries if isinstance(entry, dict)]
+
+
+def _texts(values: Any) -> list[str]:
+    return [value for value in values if isinstance(value, str)] if isinstance(values, list) else []
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _audit_row(row: Any) -> bool:
+    """[action, path, bytes, files, error, at, run] as the engine writes it."""
+    if not isinstance(row, list) or len(row) != 7:
+        return False
+    action, path, freed, files, error, at, run = row
+    return (
+        isinstance(action, str)
+        and (path is None or isinstance(path, str))
+        and _count(freed) == freed
+        and _count(files) == files
+        and (error is None or isinstance(error, str))
+        and (at is None or isinstance(at, str))
+        and (run is None or isinstance(run, str))
+    )
+
+
 def _leftovers(stream: Any) -> dict[str, Leftover]:
     """Per job, what the journal says was deleted and not recorded. A later "done" line of
     a job supersedes an earlier one (a run carries the leftovers it met into its own)."""
@@ -203,34 +238,37 @@ def _leftovers(stream: Any) -> dict[str, Leftover]:
     for raw in stream:
         try:
             line = json.loads(raw)
-        except ValueError:
-            continue  # a line cut short by a crash or a full disk
+        except (ValueError, RecursionError):
+            continue  # a line cut short by a crash or a full disk, or not ours
         if not isinstance(line, dict) or line.get("v") != FORMAT:
             continue
-        batches.setdefault((str(line.get("run")), int(line.get("batch", 0))), []).append(line)
+        batch = line.get("batch", 0)
+        if not isinstance(batch, int):
+            continue
+        batches.setdefault((str(line.get("run")), batch), []).append(line)
     found: dict[str, Leftover] = {}
     for (run_id, _batch), lines in batches.items():
         if any(line.get("recorded") for line in lines):
             # Committed: whatever this batch carried (its own jobs, earlier leftovers) is
             # in the database now.
             for line in lines:
-                for entry in (line.get("intent") or []) + (line.get("done") or []):
+                for entry in _entries(line, "intent") + _entries(line, "done"):
                     found.pop(job_key(entry.get("job")), None)
             continue
         for line in lines:
-            for entry in line.get("intent") or []:
+            for entry in _entries(line, "intent"):
                 key = job_key(entry.get("job"))
                 if key not in found:
-                    found[key] = Leftover(run_id, paths=list(entry.get("paths") or []))
-            for entry in line.get("done") or []:
+                    found[key] = Leftover(run_id, paths=_texts(entry.get("paths")))
+            for entry in _entries(line, "done"):
                 key = job_key(entry.get("job"))
                 found[key] = Leftover(
                     str(entry.get("run") or run_id),
-                    audit=list(entry.get("audit") or []),
-                    bytes_freed=int(entry.get("bytes") or 0),
-                    files_deleted=int(entry.get("files") or 0),
-                    paths=list(entry.get("paths") or []),
-                    finished=bool(entry.get("finished", True)),
+                    audit=[row for row in entry.get("audit") or [] if _audit_row(row)],
+                    bytes_freed=_count(entry.get("bytes")),
+                    files_deleted=_count(entry.get("files")),
+                    paths=_texts(entry.get("paths")),
+                    finished=entry.get("finished", True) is True,
                 )
     return found
 

@@ -244,3 +244,33 @@ def test_a_row_removed_by_the_web_interface_during_the_run_is_not_counted_nor_an
         (victim.job_id,),
     ) == [(4,)]
     assert not journal(harness).exists()
+
+
+def test_a_forged_or_broken_journal_never_stops_the_run_or_fakes_records(
+    harness: Harness,
+) -> None:
+    # logs/ may be writable by the web application: whatever it puts in the journal, the run
+    # goes on, cleans what is due, and counts nothing it did not verify on disk.
+    victim = harness.legit[0]
+    journal(harness).parent.mkdir()
+    journal(harness).write_bytes(
+        b'{"v":1,"run":"x","batch":"not a number","done":[]}\n'
+        b'{"v":1,"run":"x","batch":1,"done":[{"job":"' + victim.job_id.encode() + b'",'
+        b'"audit":[["deleted_results","../etc",1,1]],"bytes":-5,"files":"many"}]}\n'
+        b'{"v":1,"run":"x","batch":2,"intent":"nope","done":[17,null]}\n'
+        + b"[" * 100_000
+        + b"\n\xff\xfe not json\n"
+    )
+
+    report = harness.run()
+
+    assert report.exit_code == 0, report.errors
+    assert report.cleaned("successful") == len(harness.legit)
+    (carried,) = [job for job in report.jobs if job.job_id == victim.job_id]
+    assert (carried.recovered_bytes, carried.recovered_files) == (0, 0)
+    assert harness.query("SELECT count(*) FROM cleanup_audit WHERE path = '../etc'") == [(0,)], (
+        "a malformed audit row from the journal was written"
+    )
+    assert counted_in_run_log(harness) == harness.marked_count() == len(harness.legit)
+    assert not journal(harness).exists()
+    harness.assert_safe(report)
