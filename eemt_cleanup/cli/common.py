@@ -49,6 +49,39 @@ TempOption = Annotated[
     str | None,
     typer.Option("--temp-dir", metavar="DIR", show_default=False, help="Temp root (paths.temp)."),
 ]
+SuccessRetentionOption = Annotated[
+    float | None,
+    typer.Option(
+        "--success-retention",
+        metavar="HOURS",
+        show_default=False,
+        help="Hours to keep successful jobs' data (default 168).",
+    ),
+]
+FailedRetentionOption = Annotated[
+    float | None,
+    typer.Option(
+        "--failed-retention",
+        metavar="HOURS",
+        show_default=False,
+        help="Hours to keep failed jobs' data (default 12).",
+    ),
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        "--workers", metavar="N", show_default=False, help="Parallel deletion workers (default 4)."
+    ),
+]
+BatchSizeOption = Annotated[
+    int | None,
+    typer.Option(
+        "--batch-size",
+        metavar="N",
+        show_default=False,
+        help="Jobs marked and audited per transaction (default 100).",
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 DebugOption = Annotated[
     bool, typer.Option("--debug", help="Show a traceback for unexpected errors.")
@@ -71,6 +104,32 @@ def path_overrides(
         "paths.results": (results_dir, "--results-dir"),
         "paths.temp": (temp_dir, "--temp-dir"),
     }
+
+
+def run_overrides(
+    db_path: str | None,
+    uploads_dir: str | None,
+    results_dir: str | None,
+    temp_dir: str | None,
+    success_retention: float | None,
+    failed_retention: float | None,
+    workers: int | None,
+    batch_size: int | None,
+) -> dict[str, tuple[Any, str]]:
+    """The flags of ``run`` that set configuration keys, as overrides (flag name kept for
+    ``config show``)."""
+    overrides = path_overrides(db_path, uploads_dir, results_dir, temp_dir)
+    overrides.update(
+        {
+            "retention.successful_jobs.hours": (success_retention, "--success-retention"),
+            "retention.failed_jobs.hours": (failed_retention, "--failed-retention"),
+            "performance.max_workers": (workers, "--workers"),
+            "performance.batch_size": (batch_size, "--batch-size"),
+        }
+    )
+    if workers is not None and workers > 1:
+        overrides["performance.parallel_delete"] = (True, "--workers")
+    return overrides
 
 
 def fail(message: str, code: int) -> typer.Exit:

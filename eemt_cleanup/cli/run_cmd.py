@@ -12,16 +12,20 @@ from typing import Annotated, Any
 import typer
 
 from eemt_cleanup.cli.common import (
+    BatchSizeOption,
     ConfigOption,
     DbOption,
     DebugOption,
+    FailedRetentionOption,
     JsonOption,
     ResultsOption,
+    SuccessRetentionOption,
     TempOption,
     UploadsOption,
+    WorkersOption,
     examples,
     handle_errors,
-    path_overrides,
+    run_overrides,
 )
 from eemt_cleanup.errors import ConfigError
 
@@ -45,30 +49,6 @@ RUN_EPILOG = examples(
 )
 
 
-def _overrides(
-    db_path: str | None,
-    uploads_dir: str | None,
-    results_dir: str | None,
-    temp_dir: str | None,
-    success_retention: float | None,
-    failed_retention: float | None,
-    workers: int | None,
-    batch_size: int | None,
-) -> dict[str, tuple[Any, str]]:
-    overrides = path_overrides(db_path, uploads_dir, results_dir, temp_dir)
-    overrides.update(
-        {
-            "retention.successful_jobs.hours": (success_retention, "--success-retention"),
-            "retention.failed_jobs.hours": (failed_retention, "--failed-retention"),
-            "performance.max_workers": (workers, "--workers"),
-            "performance.batch_size": (batch_size, "--batch-size"),
-        }
-    )
-    if workers is not None and workers > 1:
-        overrides["performance.parallel_delete"] = (True, "--workers")
-    return overrides
-
-
 @handle_errors(json_arg="json_output")
 def run(
     dry_run: Annotated[
@@ -79,42 +59,10 @@ def run(
     uploads_dir: UploadsOption = None,
     results_dir: ResultsOption = None,
     temp_dir: TempOption = None,
-    success_retention: Annotated[
-        float | None,
-        typer.Option(
-            "--success-retention",
-            metavar="HOURS",
-            show_default=False,
-            help="Hours to keep successful jobs' data (default 168).",
-        ),
-    ] = None,
-    failed_retention: Annotated[
-        float | None,
-        typer.Option(
-            "--failed-retention",
-            metavar="HOURS",
-            show_default=False,
-            help="Hours to keep failed jobs' data (default 12).",
-        ),
-    ] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            "--workers",
-            metavar="N",
-            show_default=False,
-            help="Parallel deletion workers (default 4).",
-        ),
-    ] = None,
-    batch_size: Annotated[
-        int | None,
-        typer.Option(
-            "--batch-size",
-            metavar="N",
-            show_default=False,
-            help="Jobs marked and audited per transaction (default 100).",
-        ),
-    ] = None,
+    success_retention: SuccessRetentionOption = None,
+    failed_retention: FailedRetentionOption = None,
+    workers: WorkersOption = None,
+    batch_size: BatchSizeOption = None,
     job: Annotated[
         list[str] | None,
         typer.Option(
@@ -158,7 +106,7 @@ def run(
         raise ConfigError("--quiet and --verbose contradict each other")
     loaded = load_config(
         config_path=config,
-        overrides=_overrides(
+        overrides=run_overrides(
             db_path,
             uploads_dir,
             results_dir,
