@@ -157,9 +157,9 @@ def execute(
     log_file = None if dry_run else Path(settings.paths.logs) / settings.logging.file
     console = None
     if mode.rich:
-        from rich.console import Console
+        from eemt_cleanup.report.console import make_console
 
-        console = Console()
+        console = make_console()
     configure_logging(mode, log_file, console)
     stop = StopFlag()
     previous = _install_signal_handlers(stop)

@@ -1,8 +1,9 @@
 """How a run talks to people off a terminal, and the log file.
 
-Colour and progress bars only on a terminal and never with ``NO_COLOR`` (or ``TERM=dumb``);
-off a terminal every line is plain text, which is what cron mails. This module imports no
-Rich, so a plain run starts fast; :mod:`eemt_cleanup.report.tables` has the Rich side.
+Tables and progress bars only on a terminal (not with ``TERM=dumb``; ``NO_COLOR`` drops
+colour only); off a terminal every line is plain text, which is what cron mails. This
+module imports no Rich, so a plain run starts fast; :mod:`eemt_cleanup.report.tables` has
+the Rich side.
 """
 
 from __future__ import annotations
@@ -32,9 +33,12 @@ DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
 def use_rich(stream: TextIO | None = None) -> bool:
-    """True when ``stream`` (stdout) is a terminal and colour is not refused."""
+    """True when ``stream`` (stdout) is a terminal that can show tables and a progress bar.
+
+    ``NO_COLOR`` removes colour only (Rich honours it: tables keep their layout); off a
+    terminal, or with ``TERM=dumb``, output is plain lines."""
     stream = stream or sys.stdout
-    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+    if os.environ.get("TERM") == "dumb":
         return False
     return stream.isatty()
 
