@@ -1,43 +1,56 @@
-"""One run: lock → plan → delete in batches → mark → audit → summary.
+"""One run: lock → plan → delete in batches → mark → audit → report, told as events.
 
 The CLI, the compatibility script and every later caller (daemon, HTTP API) run cleanups
-through :func:`run_cleanup`; they only differ in how they render the :class:`RunReport`.
+through :func:`run_cleanup`; they differ only in which subscribers they give it (progress
+bar, log lines, JSON lines) and how they render the :class:`RunReport`.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import getpass
 import heapq
 import logging
 import os
-import resource
 import socket
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from eemt_cleanup.config.loader import LoadedConfig
-from eemt_cleanup.errors import (
-    EXIT_OK,
-    EXIT_PARTIAL,
-    EXIT_SIGINT,
-    EXIT_SIGTERM,
-    CleanupError,
-    ConfigError,
-    DatabaseError,
+from eemt_cleanup.errors import CleanupError, DatabaseError
+from eemt_cleanup.events import (
+    BatchRecorded,
+    Dispatcher,
+    JobFinished,
+    JobSkipped,
+    JobStarted,
+    PathKept,
+    PathRemoved,
+    RunFinished,
+    RunStarted,
 )
-from eemt_cleanup.fs.pool import Deleter, make_deleter
-from eemt_cleanup.fs.remove import Remover, mount_points_under
+from eemt_cleanup.fs.pool import Deleter
+from eemt_cleanup.fs.remove import Remover
 from eemt_cleanup.fs.walk import os_name
 from eemt_cleanup.humanize_size import human_size
 from eemt_cleanup.lock import RunLock
+from eemt_cleanup.models import (
+    EXAMPLES,
+    JobKind,
+    JobResult,
+    Outcome,
+    RunReport,
+    Skip,
+    SkipReason,
+)
 from eemt_cleanup.policy import (
     FAILED,
     SUCCESSFUL,
@@ -49,8 +62,9 @@ from eemt_cleanup.policy import (
     display_value,
 )
 from eemt_cleanup.policy import upload_blocker as policy_upload_blocker
+from eemt_cleanup.site import Site, check_roots, open_site
 from eemt_cleanup.store.audit import AuditRow, JobMark, RunRow
-from eemt_cleanup.store.db import JobRow, JobStore, check_database_path, connect
+from eemt_cleanup.store.db import JobRow, JobStore, connect
 from eemt_cleanup.timeparse import format_utc, utc_now
 
 if TYPE_CHECKING:
@@ -62,13 +76,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("eemt_cleanup")
 
 PLAN_CHUNK_MINIMUM = 1000
-ROOT_KEYS = ("uploads", "results", "temp")
-# Rows never cleaned are summarised per run with this many examples (not one line a row:
-# a table of a million rows with garbage timestamps must not make a million lines).
-EXAMPLES = 3
-# Shown even under --quiet: cron must tell the operator that data is being kept forever, or
-# that a dry run was forced.
-ALWAYS = {"always": True}
 
 
 @dataclass(frozen=True)
@@ -82,201 +89,77 @@ class RunOptions:
     trigger: str = "cli"
 
 
-@dataclass
-class JobResult:
-    """What happened (or, in a dry run, would happen) to one due job."""
-
-    job_id: str  # printable; ``raw_id`` is the value stored in the table
-    status: str
-    kind: str
-    age_days: float | None
-    paths: list[str] = field(default_factory=list)
-    kept: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    bytes_freed: int = 0
-    files_deleted: int = 0
-    cleaned: bool = False
-    audit: list[AuditRow] = field(default_factory=list)
-    raw_id: Any = None
-    committed: bool = False  # its batch's records (audit rows, mark) are committed
-    recorded: bool = False  # its mark is committed, so the run log counts it (real runs)
-    # What an earlier run deleted of this job but could not record (from the journal).
-    recovered_run: str | None = None
-    recovered_bytes: int = 0
-    recovered_files: int = 0
-
-
-@dataclass(frozen=True)
-class Skip:
-    """A job (or one of its paths) left alone, and why."""
-
-    job_id: str
-    reason: str
-    status: str | None = None
-    path: str | None = None
-    needs_attention: bool = False
-
-
-@dataclass
-class Kept:
-    """Rows of one kind the run will not clean (unknown age, unknown status, a time in the
-    future): how many, and the first few for the operator to look at."""
-
-    label: str
-    count: int = 0
-    examples: list[Skip] = field(default_factory=list)
-
-    def add(self, skip: Skip) -> None:
-        self.count += 1
-        if len(self.examples) < EXAMPLES:
-            self.examples.append(skip)
-
-    def describe(self) -> str:
-        shown = "; ".join(f"job {skip.job_id}: {skip.reason}" for skip in self.examples)
-        more = ", ..." if self.count > len(self.examples) else ""
-        jobs = "job" if self.count == 1 else "jobs"
-        return f"{self.count} {jobs} {self.label} (e.g. {shown}{more})"
-
-
-UNKNOWN_AGE = "unknown_age"
-UNKNOWN_STATUS = "unknown_status"
-CLOCK_SKEW = "clock_skew"
-
-
-def kept_kinds() -> dict[str, Kept]:
-    return {
-        UNKNOWN_AGE: Kept("with an unknown age"),
-        UNKNOWN_STATUS: Kept("with an unknown status"),
-        CLOCK_SKEW: Kept("with a time in the future"),
-    }
-
-
-@dataclass
-class RunReport:
-    """The whole run, for tables, JSON, the run log and exit codes."""
-
-    run_id: str
-    dry_run: bool
-    started_at: datetime
-    finished_at: datetime | None = None
-    jobs: list[JobResult] = field(default_factory=list)
-    skipped: list[Skip] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    retained: int = 0
-    next_due_at: datetime | None = None
-    stopped_by: int | None = None
-    exit_code: int = EXIT_OK
-    forced_by: str | None = None  # the setting that forced a dry run
-    kept: dict[str, Kept] = field(default_factory=kept_kinds)
-    unrecorded: int = 0  # jobs deleted whose records could not be written
-
-    def cleaned(self, kind: str) -> int:
-        """Jobs of ``kind`` cleaned: in a real run only those whose mark was committed
-        (what the run log counts), in a dry run those that would be."""
-        if self.dry_run:
-            return sum(1 for job in self.jobs if job.cleaned and job.kind == kind)
-        return sum(1 for job in self.jobs if job.recorded and job.kind == kind)
-
-    @property
-    def bytes_freed(self) -> int:
-        """Bytes this run returned to the filesystem (or would, in a dry run)."""
-        return sum(job.bytes_freed for job in self.jobs)
-
-    @property
-    def files_deleted(self) -> int:
-        return sum(job.files_deleted for job in self.jobs)
-
-    @property
-    def recovered(self) -> list[JobResult]:
-        """Jobs recorded now whose data an earlier run deleted without recording it."""
-        return [job for job in self.jobs if job.recovered_run is not None and job.recorded]
-
-
-class RunEvents(Protocol):
-    """Progress callbacks (called from the engine's thread)."""
-
-    def planned(self, total: int) -> None: ...
-
-    def job_done(self, result: JobResult) -> None: ...
-
-
-class _NoEvents:
-    def planned(self, total: int) -> None:
-        return None
-
-    def job_done(self, result: JobResult) -> None:
-        return None
-
-
-class StopFlag:
-    """Set by a signal handler: finish the jobs under way, write the books, stop."""
+class StopFlag(threading.Event):
+    """Asks a run to stop: it finishes the jobs under way, writes the books, and returns.
+    Any ``threading.Event`` does; the CLI's signal handler says which signal asked."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.signal_number: int | None = None
 
-    def request(self, signal_number: int) -> None:
+    def request(self, signal_number: int | None = None) -> None:
         self.signal_number = signal_number
+        self.set()
 
     @property
     def requested(self) -> bool:
-        return self.signal_number is not None
+        return self.is_set()
 
 
 @dataclass
 class _JobWork:
-    """One job's work on a worker thread: its result, skips and log lines, handed back to
-    the engine's thread in plan order."""
+    """One job's work on a worker thread: its result, skips and events, handed back to
+    the engine's thread and delivered in plan order."""
 
     decision: Decision
+    run_id: str
     result: JobResult | None = None
     skips: list[Skip] = field(default_factory=list)
-    lines: list[tuple[int, str]] = field(default_factory=list)
+    events: list[Any] = field(default_factory=list)
     audit: list[AuditRow] = field(default_factory=list)  # rows of a job left alone
+    finished_at: datetime | None = None  # when its thread was done with it
 
-    def say(self, level: int, message: str) -> None:
-        self.lines.append((level, message))
-
-    def skip(self, reason: str, *, attention: bool = False, path: str | None = None) -> None:
-        self.skips.append(Skip(self.decision.job_id, reason, self.decision.status, path, attention))
-        level = logging.ERROR if attention else logging.WARNING
-        where = f" {path}" if path else ""
-        self.say(level, f"Skipped job {self.decision.job_id}{where}: {reason}")
+    def skip(
+        self,
+        code: SkipReason,
+        reason: str,
+        *,
+        attention: bool = False,
+        path: str | None = None,
+    ) -> None:
+        skip = Skip(
+            job_id=self.decision.job_id,
+            reason=reason,
+            code=code,
+            status=self.decision.status,
+            path=path,
+            needs_attention=attention,
+        )
+        self.skips.append(skip)
+        self.events.append(JobSkipped.of(self.run_id, skip))
 
 
 def run_cleanup(
     config: LoadedConfig,
-    options: RunOptions,
+    options: RunOptions | None = None,
+    on_event: Callable[[Any], None] | None = None,
+    stop: threading.Event | None = None,
     *,
-    events: RunEvents | None = None,
-    stop: StopFlag | None = None,
     now: datetime | None = None,
 ) -> RunReport:
-    """Run one cleanup. Raises ConfigError/DatabaseError (nothing deleted) or LockedError."""
-    engine = _Engine(config, options, events or _NoEvents(), stop or StopFlag(), now)
+    """Run one cleanup and return its report.
+
+    ``on_event`` is called with each event (see :mod:`eemt_cleanup.events`) on the thread
+    that called ``run_cleanup``; one that raises is logged once and never breaks the run.
+    ``stop`` (any ``threading.Event``) asks the run to finish the jobs under way and stop.
+    Callable from any thread, several times in one process: the run installs no signal
+    handler, configures no logging and never exits the process.
+
+    Raises ConfigError/DatabaseError (nothing deleted), LockedError or BusyError.
+    """
+    dispatch = Dispatcher([on_event])
+    engine = _Engine(config, options or RunOptions(), dispatch, stop or StopFlag(), now)
     return engine.run()
-
-
-def check_roots(config: LoadedConfig) -> dict[str, Path]:
-    """The three deletion roots, which must exist as directories (raises ConfigError)."""
-    roots = {key: getattr(config.roots, key) for key in ROOT_KEYS}
-    for key, path in roots.items():
-        if not path.is_dir():
-            raise ConfigError(
-                f"paths.{key}: not an existing directory: {path} "
-                f"(from {config.sources.get('paths.' + key, 'default')})"
-            )
-    return roots
-
-
-def _raise_fd_limit() -> None:
-    # One descriptor is held per directory level being walked; deep trees need many.
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError):
-            log.debug("could not raise the open-file limit above %s", soft)
 
 
 class _Engine:
@@ -284,15 +167,15 @@ class _Engine:
         self,
         config: LoadedConfig,
         options: RunOptions,
-        events: RunEvents,
-        stop: StopFlag,
+        emit: Dispatcher,
+        stop: threading.Event,
         now: datetime | None,
     ) -> None:
         self.config = config
         self.settings = config.settings
         self.options = options
         self.dry_run = options.dry_run or config.force_dry_run
-        self.events = events
+        self.emit = emit
         self.stop = stop
         self.now = now or utc_now()
         self.policy = Policy.from_settings(self.settings)
@@ -314,61 +197,47 @@ class _Engine:
         self._pending_audit: list[AuditRow] = []
         self.root_fds: dict[str, int] = {}
         self.deleter: Deleter
+        self._workers = 1
         self.books: Books | None = None
         self.journal: Journal | None = None
         self.leftovers: dict[str, Leftover] = {}
         self.halt: str | None = None  # why deleting stopped early (records not writable)
         self._batches = 0
+        self._planned = 0
+        self._jobs_done = 0
+        self._bytes_so_far = 0
 
     # -- the run -----------------------------------------------------------------------
 
     def run(self) -> RunReport:
-        roots = check_roots(self.config)
         if self.dry_run:
-            report = self._dry_run(roots)
+            with open_site(self.config, write=False, check=self._check_selected) as site:
+                self.root_fds = site.root_fds
+                report = self._run_unlocked(site)
             if report.forced_by is not None:
                 self._record_forced_dry_run(report)
             return report
-        database = self.config.roots.database
-        check_database_path(database)
-        with contextlib.ExitStack() as stack:
-            # The lock comes first and goes last: its descriptor may only be closed once no
-            # SQLite connection of this process is left (see lock.py).
-            lock = stack.enter_context(RunLock(database))
-            conn = connect(database, readonly=False, timeout=self._busy_timeout())
-            stack.callback(conn.close)
-            # Checks the jobs table (a view, WITHOUT ROWID...) before anything is altered.
-            store = JobStore(conn, database, self.settings.jobs)
-            self._check_selected(store)
-            # Roots before the books: a root that cannot be opened as resolved is a setup
-            # error that leaves no trace in the run log.
-            self._open_roots(roots)
-            stack.callback(self._close_roots)
-            self.books = self._books(conn, lock)
+        # Roots before the books: a root that cannot be opened as resolved is a setup
+        # error that leaves no trace in the run log.
+        with (
+            open_site(self.config, write=True, lock=True, check=self._check_selected) as site,
+            contextlib.ExitStack() as stack,
+        ):
+            assert site.lock is not None
+            self.root_fds = site.root_fds
+            self.books = self._books(site.conn, site.lock)
             self.books.open()
             for what, why in self.books.deferred:
                 log.warning("Put off %s until deleting has made room (%s)", what, why)
             if self.books.migrated:
-                store = JobStore(conn, database, self.settings.jobs)
+                site.reload_store()
             from eemt_cleanup.store.journal import Journal
 
             self.journal = Journal(Path(self.settings.paths.logs))
             stack.callback(self.journal.close)
             self.journal.load()
             self.leftovers = self.journal.leftovers
-            return self._run_unlocked(store, roots)
-
-    def _dry_run(self, roots: dict[str, Path]) -> RunReport:
-        database = self.config.roots.database
-        conn = connect(database, readonly=True, timeout=self._busy_timeout())
-        try:
-            store = JobStore(conn, database, self.settings.jobs)
-            self._check_selected(store)
-            self._open_roots(roots)
-            return self._run_unlocked(store, roots)
-        finally:
-            self._close_roots()
-            conn.close()
+            return self._run_unlocked(site)
 
     def _run_row(self, *, dry_run: bool = False) -> RunRow:
         return RunRow(
@@ -404,6 +273,8 @@ class _Engine:
     def _record_forced_dry_run(self, report: RunReport) -> None:
         """A dry run forced by the environment is recorded in ``history`` (the operator
         meant a real run and must be able to see why nothing was freed). Best effort."""
+        from eemt_cleanup.cli.exit_codes import exit_code
+
         database = self.config.roots.database
         try:
             with contextlib.ExitStack() as stack:
@@ -416,12 +287,14 @@ class _Engine:
                 problem = books.finish(
                     timestamp=lambda: format_utc(report.finished_at or utc_now()),
                     errors=len(report.errors),
-                    exit_code=report.exit_code,
+                    exit_code=exit_code(report),
                 )
         except CleanupError as error:
             problem = str(error)
         if problem is not None:
-            log.warning("The forced dry run is not recorded in history: %s", problem, extra=ALWAYS)
+            log.warning(
+                "The forced dry run is not recorded in history: %s", problem, extra={"always": True}
+            )
 
     def _check_selected(self, store: JobStore) -> None:
         """Unknown ``--job`` ids are an input error, raised before anything is written."""
@@ -429,17 +302,14 @@ class _Engine:
             if not store.by_id(job_id):
                 raise DatabaseError(f"--job {job_id}: no such job in {store.path}")
 
-    def _run_unlocked(self, store: JobStore, roots: dict[str, Path]) -> RunReport:
-        """Plan, delete and record, on the roots already opened."""
-        _raise_fd_limit()
-        remover = Remover(
-            dry_run=self.dry_run,
-            protected=self._protected(roots),
-            mount_points=mount_points_under(roots.values()),
-        )
-        self.deleter = make_deleter(self.root_fds, remover, self._workers())
+    def _run_unlocked(self, site: Site) -> RunReport:
+        """Plan, delete and record, on the site opened."""
+        store = site.store
+        remover = site.remover(dry_run=self.dry_run)
+        self.deleter = site.deleter(remover)
+        self._workers = site.workers
         try:
-            self._log_start()
+            self._started()
             self._process(store, remover)
         except sqlite3.Error as error:
             # The database failed us mid-run (e.g. it could not be read): what was deleted
@@ -451,63 +321,17 @@ class _Engine:
             store.close()
         return self._finish(store)
 
-    def _close_roots(self) -> None:
-        for fd in self.root_fds.values():
-            os.close(fd)
-        self.root_fds.clear()
-
-    def _workers(self) -> int:
-        performance = self.settings.performance
-        return performance.max_workers if performance.parallel_delete else 1
-
-    def _open_roots(self, roots: dict[str, Path]) -> None:
-        """Open each root once; all deletion is relative to these descriptors."""
-        for key, path in roots.items():
-            try:
-                # Resolved at start: if the path turned into a symlink since, refuse it.
-                self.root_fds[key] = os.open(
-                    path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-                )
-            except OSError as error:
-                for fd in self.root_fds.values():
-                    os.close(fd)
-                self.root_fds.clear()
-                raise ConfigError(
-                    f"paths.{key}: cannot open the root {path}: {error.strerror}"
-                ) from None
-
-    def _protected(self, roots: dict[str, Path]) -> set[tuple[int, int]]:
-        paths: list[Path] = [
-            *roots.values(),
-            self.config.roots.database,
-            self.config.roots.database.parent,
-            self.config.roots.logs,
-        ]
-        if self.config.config_file is not None:
-            paths.append(self.config.config_file)
-        protected = set()
-        for path in paths:
-            try:
-                info = os.stat(path)
-            except OSError:
-                continue
-            protected.add((info.st_dev, info.st_ino))
-        return protected
-
-    def _log_start(self) -> None:
-        prefix = "[DRY RUN] " if self.dry_run else ""
-        if self.report.forced_by is not None:
-            log.warning(
-                "[DRY RUN] Dry run forced by %s: nothing is deleted",
-                self.report.forced_by,
-                extra=ALWAYS,
+    def _started(self) -> None:
+        self.emit(
+            RunStarted(
+                run_id=self.report.run_id,
+                at=self.report.started_at,
+                dry_run=self.dry_run,
+                forced_by=self.report.forced_by,
+                trigger=self.options.trigger,
+                successful_hours=self.policy.successful_hours,
+                failed_hours=self.policy.failed_hours,
             )
-        log.info(
-            "%sStarting job cleanup (run %s, successful after %sh, failed after %sh)",
-            prefix,
-            self.report.run_id,
-            _hours(self.policy.successful_hours),
-            _hours(self.policy.failed_hours),
         )
 
     # -- planning ----------------------------------------------------------------------
@@ -541,7 +365,7 @@ class _Engine:
             ):
                 yield decision
             else:
-                self._skip(decision, decision.reason or decision.verdict.value)
+                self._skip(decision, SkipReason.NOT_DUE, decision.reason or decision.verdict.value)
 
     def _due_chunks(
         self, store: JobStore, pool: ThreadPoolExecutor, remover: Remover
@@ -554,7 +378,7 @@ class _Engine:
         if self.options.size_threshold is not None:
             # Deferral is decided for every due job before any is touched, so a deferred job
             # is not "in this run" when another job asks whether their shared upload may go.
-            due = self._defer_large(list(due), pool, remover, self.options.size_threshold)
+            due = self._defer_large(store, list(due), pool, remover, self.options.size_threshold)
         if self.options.limit is not None:
             chosen = heapq.nsmallest(self.options.limit, due, key=_due_order)
             self.selected = {str(d.row.job_id) for d in chosen}
@@ -570,20 +394,34 @@ class _Engine:
             yield sorted(chunk, key=_due_order)
 
     def _defer_large(
-        self, due: list[Decision], pool: ThreadPoolExecutor, remover: Remover, threshold: int
+        self,
+        store: JobStore,
+        due: list[Decision],
+        pool: ThreadPoolExecutor,
+        remover: Remover,
+        threshold: int,
     ) -> list[Decision]:
-        """Measure every due job; report and set aside those larger than ``threshold``."""
+        """Measure every due job as a dry run would (its kept logs and a shared upload that
+        stays are not counted); report and set aside those larger than ``threshold``."""
         meter = Remover(
             dry_run=True, protected=remover.protected, mount_points=remover.mount_points
         )
 
         def size_of(decision: Decision) -> int:
-            return sum(
-                meter.remove(
+            total = 0
+            for a in decision.artifacts:
+                if a.root == "uploads" and policy_upload_blocker(
+                    decision.row.job_id,
+                    store.references(decision.row.dem_filename),
+                    self.policy,
+                    self.now,
+                    self._in_run,
+                ):
+                    continue  # stays: another job not cleaned now still needs it
+                total += meter.remove(
                     self.root_fds[a.root], a.name, a.display, a.keep, file_only=not a.directory
                 ).bytes_freed
-                for a in decision.artifacts
-            )
+            return total
 
         kept = []
         for decision, size in zip(due, pool.map(size_of, due), strict=True):
@@ -593,6 +431,7 @@ class _Engine:
             self.deferred.add(str(decision.row.job_id))
             self._skip(
                 decision,
+                SkipReason.DEFERRED,
                 f"deferred: {human_size(size)} is larger than the size threshold "
                 f"{human_size(threshold)}",
             )
@@ -610,50 +449,67 @@ class _Engine:
             if due_at is not None and (report.next_due_at is None or due_at < report.next_due_at):
                 report.next_due_at = due_at
             if verdict is Verdict.CLOCK_SKEW:
-                self._keep(CLOCK_SKEW, decision)
+                self._keep(SkipReason.CLOCK_SKEW, decision)
         elif verdict is Verdict.REFUSED:
-            self._skip(decision, decision.reason or "refused", attention=True)
+            self._skip(decision, SkipReason.REFUSED, decision.reason or "refused", attention=True)
             self._pending_audit.append(
                 AuditRow(decision.job_id, "refused", None, error=decision.reason)
             )
         elif verdict is Verdict.UNKNOWN_AGE:
-            self._keep(UNKNOWN_AGE, decision)
+            self._keep(SkipReason.UNKNOWN_AGE, decision)
         elif verdict is Verdict.UNKNOWN_STATUS:
-            self._keep(UNKNOWN_STATUS, decision)
+            self._keep(SkipReason.UNKNOWN_STATUS, decision)
         return None
 
-    def _keep(self, kind: str, decision: Decision) -> None:
+    def _keep(self, kind: SkipReason, decision: Decision) -> None:
         """Count a row this run will not clean; the first few are examples in the one
         summary line (and JSON), never one line a row."""
         kept = self.report.kept[kind]
-        skip = Skip(decision.job_id, decision.reason or kind, decision.status)
+        skip = Skip(
+            job_id=decision.job_id,
+            reason=decision.reason or str(kind),
+            code=kind,
+            status=decision.status,
+        )
         if len(kept.examples) < EXAMPLES:
             self.report.skipped.append(skip)
         kept.add(skip)
 
     def _skip(
-        self, decision: Decision, reason: str, *, attention: bool = False, path: str | None = None
+        self,
+        decision: Decision,
+        code: SkipReason,
+        reason: str,
+        *,
+        attention: bool = False,
+        path: str | None = None,
     ) -> None:
-        self.report.skipped.append(Skip(decision.job_id, reason, decision.status, path, attention))
-        level = logging.ERROR if attention else logging.WARNING
-        where = f" {path}" if path else ""
-        log.log(level, "Skipped job %s%s: %s", decision.job_id, where, reason)
+        skip = Skip(
+            job_id=decision.job_id,
+            reason=reason,
+            code=code,
+            status=decision.status,
+            path=path,
+            needs_attention=attention,
+        )
+        self.report.skipped.append(skip)
+        self.emit(JobSkipped.of(self.report.run_id, skip))
 
     # -- processing --------------------------------------------------------------------
 
     def _process(self, store: JobStore, remover: Remover) -> None:
-        workers = self._workers()
+        workers = self._workers
         planned = 0
         batch_size = self.settings.performance.batch_size
         with ThreadPoolExecutor(max_workers=2 * workers, thread_name_prefix="eemt-clean") as pool:
             for chunk in self._due_chunks(store, pool, remover):
                 planned += len(chunk)
-                self.events.planned(planned)
+                self._planned = planned
                 for start in range(0, len(chunk), batch_size):
-                    if self.stop.requested or self.halt:
+                    if self.stop.is_set() or self.halt:
                         break
                     self._run_batch(pool, store, remover, chunk[start : start + batch_size])
-                if self.stop.requested or self.halt:
+                if self.stop.is_set() or self.halt:
                     break
         if self._pending_audit:
             self._record([])
@@ -676,27 +532,54 @@ class _Engine:
             for index, decision in enumerate(batch)
             if not self._small_job(decision)
         }
-        here = {
-            index: self._clean_job(store, remover, decision)
-            for index, decision in enumerate(batch)
-            if index not in futures
-        }
-        works = [here[i] if i in here else futures[i].result() for i in range(len(batch))]
+        here: dict[int, _JobWork] = {}
+        small = collections.deque(i for i in range(len(batch)) if i not in futures)
         results = []
-        # Collected in plan order, so output and audit order do not depend on thread timing.
-        for work in works:
-            for level, message in work.lines:
-                log.log(level, message)
-            self.report.skipped.extend(work.skips)
-            self._pending_audit.extend(work.audit)
+        # Delivered in plan order, each job as soon as it and every job before it is done,
+        # so output and audit order do not depend on thread timing. While a job of the pool
+        # is not done, this thread cleans the small jobs that come after it.
+        for index in range(len(batch)):
+            if index in futures:
+                while small and not futures[index].done():
+                    later = small.popleft()
+                    here[later] = self._clean_job(store, remover, batch[later])
+                work = futures[index].result()
+            else:
+                if index not in here:
+                    small.remove(index)
+                    here[index] = self._clean_job(store, remover, batch[index])
+                work = here.pop(index)
+            self._deliver(work)
             if work.result is not None:
                 results.append(work.result)
-                self.report.errors.extend(
-                    f"job {work.result.job_id}: {error}" for error in work.result.errors
-                )
-                self.events.job_done(work.result)
         self.report.jobs.extend(results)
         self._record(results)
+
+    def _deliver(self, work: _JobWork) -> None:
+        """Account for one job's work and hand its events on."""
+        self.report.skipped.extend(work.skips)
+        self._pending_audit.extend(work.audit)
+        for event in work.events:
+            self.emit(event)
+        result = work.result
+        if result is None:
+            return
+        self.report.errors.extend(f"job {result.job_id}: {error}" for error in result.errors)
+        self._jobs_done += 1
+        self._bytes_so_far += result.bytes_freed
+        self.emit(
+            JobFinished(
+                run_id=self.report.run_id,
+                at=work.finished_at or utc_now(),
+                job=result,
+                job_kind=result.kind,
+                cleaned=result.cleaned,
+                dry_run=self.dry_run,
+                jobs_done=self._jobs_done,
+                jobs_planned=max(self._planned, self._jobs_done),
+                bytes_so_far=self._bytes_so_far,
+            )
+        )
 
     def _record(self, results: list[JobResult]) -> None:
         """Hand the batch's marks and audit rows to the books (and its outcome to the
@@ -744,6 +627,14 @@ class _Engine:
                     )
             if journal is not None:
                 journal.recorded(run_id, number, settles)
+            self.emit(
+                BatchRecorded(
+                    run_id=run_id,
+                    batch=number,
+                    job_ids=[r.job_id for r, ok in zip(cleaned, done, strict=True) if ok],
+                    audit_rows=len(rows),
+                )
+            )
 
         stop = self.books.record(
             Batch(number, marks, rows, settles, written), timestamp=lambda: format_utc(utc_now())
@@ -787,25 +678,19 @@ class _Engine:
 
     def _clean_job(self, store: JobStore, remover: Remover, decision: Decision) -> _JobWork:
         """Clean one job (runs on a worker thread; never raises for one job's trouble)."""
-        work = _JobWork(decision)
-        if self.stop.requested:
+        work = _JobWork(decision, self.report.run_id)
+        if self.stop.is_set():
             return work
         try:
             self._clean_job_unguarded(store, remover, work)
         except Exception as error:
             log.debug("Job %s: unexpected error", decision.job_id, exc_info=True)
-            result = work.result or JobResult(
-                decision.job_id,
-                decision.status,
-                decision.kind or FAILED,
-                decision.age_days,
-                raw_id=decision.row.job_id,
-            )
+            result = work.result or self._result(decision)
             result.errors.append(f"unexpected error: {error}")
             result.audit.append(AuditRow(decision.job_id, "error", None, error=str(error)))
             result.cleaned = False
             work.result = result
-            work.say(logging.ERROR, f"Job {decision.job_id}: unexpected error: {error}")
+        work.finished_at = utc_now()
         return work
 
     def _clean_job_unguarded(self, store: JobStore, remover: Remover, work: _JobWork) -> None:
@@ -818,27 +703,20 @@ class _Engine:
         if self._ambiguous(store, decision):
             reason = "refused: another row's id names the same directory (e.g. 123 and '123')"
             work.audit.append(AuditRow(decision.job_id, "refused", None, error=reason))
-            work.skip(reason, attention=True)
+            work.skip(SkipReason.AMBIGUOUS_ID, reason, attention=True)
             return
-        result = JobResult(
-            decision.job_id,
-            decision.status,
-            decision.kind or FAILED,
-            decision.age_days,
-            raw_id=decision.row.job_id,
-        )
+        result = self._result(decision)
         work.result = result
-        if self.dry_run:
-            work.say(
-                logging.INFO,
-                f"[DRY RUN] Would clean job {decision.job_id} (status: "
-                f"{decision.status}, age: {decision.age_days} days)",
+        work.events.append(
+            JobStarted(
+                run_id=self.report.run_id,
+                job_id=decision.job_id,
+                status=decision.status,
+                job_kind=result.kind,
+                age_days=decision.age_days,
+                dry_run=self.dry_run,
             )
-        else:
-            work.say(
-                logging.INFO,
-                f"Cleaning job {decision.job_id} ({decision.status}, {decision.age_days} days old)",
-            )
+        )
         for artifact in decision.artifacts:
             if artifact.root == "uploads" and (
                 not self._exists(artifact) or not self._may_delete_upload(store, work, artifact)
@@ -853,7 +731,7 @@ class _Engine:
             result.audit.append(
                 AuditRow(decision.job_id, "refused", path, error=decision.upload_refused)
             )
-            work.skip(decision.upload_refused, attention=True, path=path)
+            work.skip(SkipReason.UPLOAD_REFUSED, decision.upload_refused, attention=True, path=path)
         leftover = self.leftovers.get(job_key(decision.row.job_id)) if self.leftovers else None
         if leftover is not None:
             self._carry(result, leftover, work)
@@ -862,7 +740,15 @@ class _Engine:
             # Nothing left on disk (e.g. a crash after deleting, before marking): the mark
             # still gets its audit row, so no cleaned job lacks an audit trail.
             result.audit.append(AuditRow(decision.job_id, "no_data", None))
-            work.say(logging.INFO, f"Job {decision.job_id}: no data left on disk")
+
+    def _result(self, decision: Decision) -> JobResult:
+        return JobResult(
+            job_id=decision.job_id,
+            status=decision.status,
+            kind=JobKind(decision.kind or FAILED),
+            age_days=decision.age_days,
+            raw_id=decision.row.job_id,
+        )
 
     def _carry(self, result: JobResult, leftover: Leftover, work: _JobWork) -> None:
         """Record what an earlier run deleted of this job but could not record: its audit
@@ -898,26 +784,22 @@ class _Engine:
                 for action, path, freed, files, error, at, run, *_ in leftover.audit
             ]
         result.audit[0:0] = rows
-        work.say(
-            logging.INFO,
-            f"Job {result.job_id}: recording what run {leftover.run_id} deleted "
-            f"({human_size(leftover.bytes_freed)}) but could not record",
-        )
 
     def _recheck(self, store: JobStore, work: _JobWork) -> Decision | None:
         """Read the row again right before touching the job's data; None to leave it."""
         row = store.reread(work.decision.row)
         if row is None:
-            work.skip("row disappeared since planning")
+            work.skip(SkipReason.ROW_GONE, "row disappeared since planning")
             return None
         fresh = decide(row, self.policy, self.now)
         if fresh.verdict is not Verdict.DUE:
-            why = fresh.reason or fresh.verdict.value
+            code, why = SkipReason.NOT_DUE, fresh.reason or fresh.verdict.value
             if fresh.verdict is Verdict.CLEANED:
-                why = "cleaned by someone else since planning"
+                code, why = SkipReason.CLEANED_ELSEWHERE, "cleaned by someone else since planning"
             elif row.status != work.decision.row.status:
+                code = SkipReason.STATUS_CHANGED
                 why = f"status changed to {fresh.status} since planning"
-            work.skip(why)
+            work.skip(code, why)
             return None
         return fresh
 
@@ -941,8 +823,25 @@ class _Engine:
         work.result.audit.append(
             AuditRow(decision.job_id, "kept_upload", artifact.display, error=blocker)
         )
-        work.skips.append(Skip(decision.job_id, blocker, decision.status, artifact.display))
-        work.say(logging.INFO, f"Kept {artifact.display} (job {decision.job_id}): {blocker}")
+        # In ``skipped`` of the JSON (SPEC §5), but the job itself is cleaned: no
+        # job_skipped event, and the tables list it with the job, not under "Skipped".
+        work.skips.append(
+            Skip(
+                job_id=decision.job_id,
+                reason=blocker,
+                code=SkipReason.UPLOAD_KEPT,
+                status=decision.status,
+                path=artifact.display,
+            )
+        )
+        work.events.append(
+            PathKept(
+                run_id=self.report.run_id,
+                job_id=decision.job_id,
+                path=artifact.display,
+                why=blocker,
+            )
+        )
         return False
 
     def _ambiguous(self, store: JobStore, decision: Decision) -> bool:
@@ -999,23 +898,28 @@ class _Engine:
                 "; ".join(tally.errors) or None,
             )
         )
-        if tally.kept:
-            result.audit.append(
-                AuditRow(result.job_id, "kept_logs", artifact.display, error=", ".join(tally.kept))
+        # One row per log file kept, with its path (not a list in the error column).
+        result.audit.extend(AuditRow(result.job_id, "kept_logs", kept) for kept in tally.kept)
+        work.events.append(
+            PathRemoved(
+                run_id=self.report.run_id,
+                job_id=result.job_id,
+                path=tally.display,
+                bytes=tally.bytes_freed,
+                files=tally.files_deleted,
+                complete=tally.complete,
+                emptied=bool(tally.kept),
+                kept=[_basename(kept) for kept in tally.kept],
+                errors=list(tally.errors),
+                dry_run=self.dry_run,
             )
-        size = human_size(tally.bytes_freed)
-        if self.dry_run:
-            work.say(logging.INFO, f"[DRY RUN] Would delete: {tally.display} ({size})")
-        elif tally.complete:
-            work.say(logging.INFO, f"Deleted {tally.display} ({size}, {tally.files_deleted} files)")
-        for error in tally.errors:
-            work.say(logging.ERROR, f"Job {result.job_id}: could not delete {error}")
-        for kept in tally.kept:
-            work.say(logging.DEBUG, f"Kept {kept}")
+        )
 
     # -- the end -----------------------------------------------------------------------
 
     def _finish(self, store: JobStore) -> RunReport:
+        from eemt_cleanup.cli.exit_codes import exit_code
+
         report = self.report
         report.finished_at = utc_now()
         if self.halt is not None:
@@ -1023,22 +927,24 @@ class _Engine:
         if self.books is not None:
             self.books.flush(timestamp=lambda: format_utc(utc_now()), patient=True)
             self._report_unrecorded(report)
-        attention = any(skip.needs_attention for skip in report.skipped)
-        report.exit_code = EXIT_PARTIAL if report.errors or attention else EXIT_OK
-        if self.stop.signal_number is not None:
-            report.stopped_by = self.stop.signal_number
-            report.exit_code = EXIT_SIGINT if self.stop.signal_number == 2 else EXIT_SIGTERM
+        report.outcome = (
+            Outcome.PARTIAL if report.errors or report.needs_attention else Outcome.DONE
+        )
+        if self.stop.is_set():
+            report.outcome = Outcome.STOPPED
+            report.stopped_by = getattr(self.stop, "signal_number", None)
         if self.books is not None:
             problem = self.books.finish(
                 timestamp=lambda: format_utc(report.finished_at or utc_now()),
                 errors=len(report.errors),
-                exit_code=report.exit_code,
+                exit_code=exit_code(report),
             )
             if problem is not None:
                 report.errors.append(f"the run-log row could not be completed: {problem}")
-                report.exit_code = report.exit_code or EXIT_PARTIAL
+                if report.outcome is Outcome.DONE:
+                    report.outcome = Outcome.PARTIAL
             self._settle_journal(store, report)
-        _log_summary(report)
+        self.emit(_run_finished(report))
         return report
 
     def _report_unrecorded(self, report: RunReport) -> None:
@@ -1083,56 +989,28 @@ def _hours(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-def _log_summary(report: RunReport) -> None:
-    kept = [report.kept[kind] for kind in (UNKNOWN_AGE, UNKNOWN_STATUS) if report.kept[kind].count]
-    if kept:
-        log.warning(
-            "Never cleaned until fixed: %s", "; ".join(k.describe() for k in kept), extra=ALWAYS
-        )
-    if report.kept[CLOCK_SKEW].count:
-        log.warning(
-            "Clock skew: %s; each is kept until it is due",
-            report.kept[CLOCK_SKEW].describe(),
-            extra=ALWAYS,
-        )
-    if report.dry_run:
-        cleaned = sum(1 for job in report.jobs if job.cleaned)
-        log.info(
-            "[DRY RUN] Summary: Would clean %d jobs, freeing ~%s",
-            cleaned,
-            human_size(report.bytes_freed),
-        )
-        if report.forced_by is not None:
-            log.warning(
-                "[DRY RUN] Nothing was deleted: the dry run was forced by %s",
-                report.forced_by,
-                extra=ALWAYS,
-            )
-        return
-    log.info(
-        "Cleanup summary: %d successful, %d failed, %s freed",
-        report.cleaned(SUCCESSFUL),
-        report.cleaned(FAILED),
-        human_size(report.bytes_freed),
+def _run_finished(report: RunReport) -> RunFinished:
+    from eemt_cleanup.cli.exit_codes import signal_name
+
+    notes = [
+        report.kept[kind].describe()
+        for kind in (SkipReason.UNKNOWN_AGE, SkipReason.UNKNOWN_STATUS, SkipReason.CLOCK_SKEW)
+        if report.kept[kind].count
+    ]
+    return RunFinished(
+        run_id=report.run_id,
+        at=report.finished_at or utc_now(),
+        outcome=report.outcome,
+        report=report.summary(),
+        retained=report.retained,
+        next_due_at=report.next_due_at,
+        stopped_by=signal_name(report.stopped_by),
+        never_cleaned=notes[:2] if report.kept[SkipReason.CLOCK_SKEW].count else notes,
+        clock_skew=report.kept[SkipReason.CLOCK_SKEW].describe()
+        if report.kept[SkipReason.CLOCK_SKEW].count
+        else None,
+        attention=sum(1 for skip in report.skipped if skip.needs_attention),
     )
-    recovered = report.recovered
-    if recovered:
-        log.info(
-            "Recorded %d jobs that earlier runs had cleaned without recording them (%s)",
-            len(recovered),
-            human_size(sum(job.recovered_bytes for job in recovered)),
-        )
-    if report.stopped_by is not None:
-        log.warning(
-            "Cleanup stopped by signal %d; the rest is left for the next run", report.stopped_by
-        )
-    elif report.exit_code == EXIT_OK:
-        log.info("Cleanup completed successfully")
-    else:
-        log.error(
-            "Cleanup finished with %d errors",
-            len(report.errors) + sum(1 for s in report.skipped if s.needs_attention),
-        )
 
 
 def _json_value(key: str) -> Any:
@@ -1157,7 +1035,6 @@ def _current_user() -> str:
 
 __all__ = [
     "JobResult",
-    "RunEvents",
     "RunOptions",
     "RunReport",
     "Skip",
@@ -1165,3 +1042,7 @@ __all__ = [
     "check_roots",
     "run_cleanup",
 ]
+
+
+def _basename(display: str) -> str:
+    return display.rstrip("/").rsplit("/", 1)[-1]

@@ -1,7 +1,7 @@
-"""The domain errors raised by the core, and the exit codes they map to.
+"""The domain errors raised by the core, and the exit code numbers of SPEC §5.
 
-Commands never print tracebacks: ``cli`` maps each of these to one line on stderr and
-the documented exit code.
+Commands never print tracebacks: ``cli`` maps each of these to one line on stderr and the
+documented exit code (the mapping is ``cli/exit_codes.py``, and only there).
 """
 
 EXIT_OK = 0
@@ -14,8 +14,6 @@ EXIT_SIGTERM = 143
 
 class CleanupError(Exception):
     """Base of every error the core raises on purpose."""
-
-    exit_code = EXIT_USAGE
 
 
 class ConfigError(CleanupError):
@@ -34,11 +32,7 @@ class LockPathError(DatabaseError):
 class LockedError(CleanupError):
     """Another live run holds the exclusive lock: try again later."""
 
-    exit_code = EXIT_LOCKED
-
 
 class BusyError(CleanupError):
     """Another writer kept the database locked past the busy timeout before anything was
     deleted (also during migrations): try again later."""
-
-    exit_code = EXIT_LOCKED

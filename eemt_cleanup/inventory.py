@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -11,29 +10,22 @@ from datetime import datetime
 from typing import Any
 
 from eemt_cleanup.config.loader import LoadedConfig
-from eemt_cleanup.engine import (
-    CLOCK_SKEW,
-    ROOT_KEYS,
-    UNKNOWN_AGE,
-    UNKNOWN_STATUS,
-    Kept,
-    Skip,
-    check_roots,
-    kept_kinds,
-)
 from eemt_cleanup.fs.names import NameRefused
-from eemt_cleanup.fs.pool import make_deleter
-from eemt_cleanup.fs.remove import DIRECTORY_FLAGS, Remover, mount_points_under
 from eemt_cleanup.lock import Holder, find_holder
+from eemt_cleanup.models import Kept, Skip, SkipReason, kept_kinds
 from eemt_cleanup.policy import Decision, Policy, Verdict, decide, owned_artifacts
+from eemt_cleanup.site import Site, open_site
 from eemt_cleanup.store import audit as audit_store
-from eemt_cleanup.store.db import JobStore, connect
+from eemt_cleanup.store.db import JobStore
 from eemt_cleanup.store.migrations import migrate
 from eemt_cleanup.timeparse import utc_now
 
 log = logging.getLogger("eemt_cleanup")
 
-_KEPT = {Verdict.UNKNOWN_AGE: UNKNOWN_AGE, Verdict.UNKNOWN_STATUS: UNKNOWN_STATUS}
+_KEPT = {
+    Verdict.UNKNOWN_AGE: SkipReason.UNKNOWN_AGE,
+    Verdict.UNKNOWN_STATUS: SkipReason.UNKNOWN_STATUS,
+}
 
 
 @dataclass
@@ -58,7 +50,7 @@ class Inventory:
     sizes_stored: bool = False
     notes: list[str] = field(default_factory=list)  # why sizes were not stored, ...
     kept: dict[str, Kept] = field(default_factory=kept_kinds)
-    refused: Kept = field(default_factory=lambda: Kept("refused (hostile names)"))
+    refused: Kept = field(default_factory=lambda: Kept(label="refused (hostile names)"))
 
     @property
     def problems(self) -> list[str]:
@@ -80,17 +72,15 @@ def take_inventory(
 ) -> Inventory:
     """Measure (in parallel) every not-yet-cleaned job's data, per status.
 
-    Stores each measured size in ``data_size_mb`` when ``store_sizes`` (adding the column
-    first if needed). Raises ConfigError/DatabaseError for unusable paths or databases.
+    "Due now" is what ``run --dry-run`` would free, measured by the same dry run (the same
+    rules for shared uploads and kept logs). Stores each measured size in ``data_size_mb``
+    when ``store_sizes`` (adding the column first if needed). Raises ConfigError/
+    DatabaseError for unusable paths or databases.
     """
-    roots = check_roots(config)
-    database = config.roots.database
     settings = config.settings
     inventory = Inventory(measured=measure)
-    conn = connect(database, readonly=not store_sizes)
-    try:
-        # The table is checked (a view, WITHOUT ROWID...) before anything is altered.
-        store = JobStore(conn, database, settings.jobs)
+    with open_site(config, write=store_sizes) as site:
+        conn = site.conn
         if store_sizes and not _try_write(
             inventory,
             lambda: migrate(
@@ -101,13 +91,10 @@ def take_inventory(
             ),
         ):
             store_sizes = False
-        store = JobStore(conn, database, settings.jobs)
-        policy = Policy.from_settings(settings)
+        store = site.reload_store()
         now = utc_now()
-        decisions = [decide(row, policy, now) for row in _all_unclean(store, policy)]
-        performance = settings.performance
-        workers = performance.max_workers if performance.parallel_delete else 1
-        sizes = _measure(decisions, roots, workers) if measure else {}
+        decisions = [decide(row, site.policy, now) for row in _all_unclean(store, site.policy)]
+        sizes = _measure(site, decisions) if measure else {}
         _aggregate(inventory, decisions, sizes)
         if measure and store_sizes and sizes:
             inventory.sizes_stored = _try_write(
@@ -120,11 +107,25 @@ def take_inventory(
             )
         runs = audit_store.recent_runs(conn, 1)
         inventory.last_run = runs[0] if runs else None
-        inventory.running = find_holder(database)
+        inventory.running = find_holder(config.roots.database)
         store.close()
-        return inventory
-    finally:
-        conn.close()
+    if measure:
+        _due_as_dry_run(config, inventory, now)
+    return inventory
+
+
+def _due_as_dry_run(config: LoadedConfig, inventory: Inventory, now: Any) -> None:
+    """Due now per status: what the dry run frees, job by job."""
+    from eemt_cleanup.engine import RunOptions, run_cleanup
+
+    report = run_cleanup(config, RunOptions(dry_run=True, trigger="status"), now=now)
+    for group in inventory.groups.values():
+        group.due_now = 0
+        group.due_bytes = 0
+    for job in report.jobs:
+        group = inventory.groups.setdefault(job.status, StatusGroup(job.status))
+        group.due_now += 1
+        group.due_bytes += job.bytes_freed
 
 
 def _try_write(inventory: Inventory, write: Any) -> bool:
@@ -154,15 +155,13 @@ class _Size:
         return self.own + self.upload_bytes
 
 
-def _measure(decisions: list[Decision], roots: dict[str, Any], workers: int) -> dict[int, _Size]:
+def _measure(site: Site, decisions: list[Decision]) -> dict[int, _Size]:
     """Index → measured size of each job whose paths can be named safely.
 
-    Measured as a dry run measures: big trees in the forked deletion workers (measuring is
-    one ``lstat`` per file, which threads of one process could not run in parallel), small
-    ones here; a file hard-linked from several jobs counts once, with the last link met.
+    Measured as a dry run measures: big trees in the deletion worker processes, small ones
+    here; a file hard-linked from several jobs counts once, with the last link met.
     """
-    fds = {key: os.open(roots[key], DIRECTORY_FLAGS) for key in ROOT_KEYS}
-    meter = Remover(dry_run=True, mount_points=mount_points_under(roots.values()))
+    meter = site.remover(dry_run=True)
 
     def size_of(index: int) -> tuple[int, _Size] | None:
         try:
@@ -184,16 +183,13 @@ def _measure(decisions: list[Decision], roots: dict[str, Any], workers: int) -> 
                 own += size
         return index, _Size(own, upload, upload_bytes)
 
+    workers = site.workers
+    deleter = site.deleter(meter)
     try:
-        deleter = make_deleter(fds, meter, workers)  # forks: before any thread of ours
-        try:
-            with ThreadPoolExecutor(max_workers=2 * workers) as pool:
-                measured = [item for item in pool.map(size_of, range(len(decisions))) if item]
-        finally:
-            deleter.close()
+        with ThreadPoolExecutor(max_workers=2 * workers) as pool:
+            measured = [item for item in pool.map(size_of, range(len(decisions))) if item]
     finally:
-        for fd in fds.values():
-            os.close(fd)
+        deleter.close()
     return dict(measured)
 
 
@@ -221,8 +217,17 @@ def _aggregate(inventory: Inventory, decisions: list[Decision], sizes: dict[int,
             inventory.next_due_job = decision.job_id
         elif decision.verdict in _KEPT:
             kept = inventory.kept[_KEPT[decision.verdict]]
-            kept.add(Skip(decision.job_id, decision.reason or decision.verdict.value))
+            kept.add(_skip(decision, _KEPT[decision.verdict]))
         elif decision.verdict is Verdict.REFUSED:
-            inventory.refused.add(Skip(decision.job_id, decision.reason or "refused"))
+            inventory.refused.add(_skip(decision, SkipReason.REFUSED))
         if decision.verdict is Verdict.CLOCK_SKEW:
-            inventory.kept[CLOCK_SKEW].add(Skip(decision.job_id, decision.reason or "clock skew"))
+            inventory.kept[SkipReason.CLOCK_SKEW].add(_skip(decision, SkipReason.CLOCK_SKEW))
+
+
+def _skip(decision: Decision, code: SkipReason) -> Skip:
+    return Skip(
+        job_id=decision.job_id,
+        reason=decision.reason or str(code).replace("_", " "),
+        code=code,
+        status=decision.status,
+    )

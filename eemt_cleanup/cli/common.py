@@ -10,6 +10,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from eemt_cleanup.cli.exit_codes import error_exit_code
 from eemt_cleanup.errors import EXIT_PARTIAL, CleanupError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -84,7 +85,12 @@ BatchSizeOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 DebugOption = Annotated[
-    bool, typer.Option("--debug", help="Show a traceback for unexpected errors.")
+    bool,
+    typer.Option(
+        "--debug",
+        help="Debug lines (for run: the SQL executed, each file operation, time per phase "
+        "and per job, peak memory) and a traceback for unexpected errors.",
+    ),
 ]
 
 
@@ -153,7 +159,7 @@ def handle_errors(debug_arg: str = "debug", json_arg: str | None = None) -> Call
             except CleanupError as error:
                 if json_arg and kwargs.get(json_arg):
                     _json_error(str(error))
-                raise fail(str(error), error.exit_code) from None
+                raise fail(str(error), error_exit_code(error)) from None
             except (typer.Exit, typer.Abort, SystemExit, KeyboardInterrupt):
                 raise
             except Exception as error:  # noqa: BLE001 - the last line of defence

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
@@ -90,6 +91,16 @@ def run(
         bool, typer.Option("--quiet", "-q", help="Print nothing unless something failed.")
     ] = False,
     debug: DebugOption = False,
+    events: Annotated[
+        str | None,
+        typer.Option(
+            "--events",
+            metavar="FORMAT",
+            show_default=False,
+            help="Stream the run's events on stdout as they happen: 'jsonl' (one JSON object "
+            "a line, flushed per event; log lines go to stderr).",
+        ),
+    ] = None,
     trigger: Annotated[
         str,
         typer.Option(
@@ -104,6 +115,13 @@ def run(
 
     if quiet and verbose:
         raise ConfigError("--quiet and --verbose contradict each other")
+    if events is not None and events != "jsonl":
+        raise ConfigError(f"--events {events!r}: the only format is 'jsonl'")
+    if events is not None and json_output:
+        raise ConfigError(
+            "--events jsonl and --json both write stdout: the run_finished event carries "
+            "the --json object"
+        )
     loaded = load_config(
         config_path=config,
         overrides=run_overrides(
@@ -123,7 +141,15 @@ def run(
         limit=limit,
         trigger=trigger,
     )
-    code = execute(loaded, options, json_output=json_output, verbose=verbose, quiet=quiet)
+    code = execute(
+        loaded,
+        options,
+        json_output=json_output,
+        verbose=verbose,
+        quiet=quiet,
+        events_jsonl=events is not None,
+        debug=debug,
+    )
     raise typer.Exit(code)
 
 
@@ -135,22 +161,25 @@ def execute(
     verbose: bool,
     quiet: bool,
     rich: bool | None = None,
+    events_jsonl: bool = False,
+    debug: bool = False,
 ) -> int:
     """Run the engine with the right output for this terminal (or as ``rich`` says);
-    return the exit code."""
+    return the exit code. The progress bar, the log lines and ``--events jsonl`` are
+    subscribers of the run's events."""
+    from eemt_cleanup.cli.exit_codes import exit_code
     from eemt_cleanup.engine import StopFlag, run_cleanup
+    from eemt_cleanup.events import Dispatcher
+    from eemt_cleanup.fs.worker import raise_fd_limit
+    from eemt_cleanup.report.log_lines import LogLines
     from eemt_cleanup.report.logs import OutputMode, close_logging, configure_logging, use_rich
 
     settings = loaded.settings
+    machine = json_output or events_jsonl  # stdout is for a program: logs go to stderr
     if rich is None:
-        rich = use_rich() and not json_output and not quiet
-    mode = OutputMode(
-        rich=rich,
-        json=json_output,
-        quiet=quiet,
-        verbose=verbose,
-        level=settings.logging.level,
-    )
+        rich = use_rich() and not machine and not quiet
+    level = "DEBUG" if debug else settings.logging.level
+    mode = OutputMode(rich=rich, json=machine, quiet=quiet, verbose=verbose, level=level)
     dry_run = options.dry_run or loaded.force_dry_run
     # The configured path, not the resolved one: the log handler resolves it itself and
     # refuses a symlink someone else could have planted on the way.
@@ -161,25 +190,46 @@ def execute(
 
         console = make_console()
     configure_logging(mode, log_file, console)
+    # This process is ours: deep trees deleted in it need a descriptor per level.
+    raise_fd_limit()
     stop = StopFlag()
     previous = _install_signal_handlers(stop)
+    subscribers: list[Any] = [LogLines()]
+    if level == "DEBUG":
+        from eemt_cleanup.report.debug import DebugView
+
+        subscribers.append(DebugView())
+    if events_jsonl:
+        subscribers.append(_jsonl_writer(sys.stdout))
     try:
         if console is not None:
             from eemt_cleanup.report.tables import progress_bar, render_report
 
-            with progress_bar(console, dry_run) as events:
-                report = run_cleanup(loaded, options, events=events, stop=stop)
+            with progress_bar(console, dry_run) as progress:
+                report = run_cleanup(loaded, options, Dispatcher([*subscribers, progress]), stop)
             render_report(console, report, verbose=verbose)
         else:
-            report = run_cleanup(loaded, options, stop=stop)
+            report = run_cleanup(loaded, options, Dispatcher(subscribers), stop)
         if json_output:
             from eemt_cleanup.report.json_out import dumps, report_to_dict
 
             print(dumps(report_to_dict(report)))
-        return report.exit_code
+        return exit_code(report)
     finally:
         _restore_signal_handlers(previous)
         close_logging()
+
+
+def _jsonl_writer(stream: Any) -> Any:
+    """An event subscriber writing one JSON line per event, flushed at once (a reader
+    sees each event as it happens)."""
+    from eemt_cleanup.report.json_out import event_line
+
+    def write(event: Any) -> None:
+        stream.write(event_line(event) + "\n")
+        stream.flush()
+
+    return write
 
 
 def _install_signal_handlers(stop: Any) -> dict[int, Any]:

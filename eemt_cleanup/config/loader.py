@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 CONFIG_FILE_NAME = "cleanup_config.yaml"
 SYSTEM_CONFIG = Path("/etc/eemt-cleanup") / CONFIG_FILE_NAME
 PATH_KEYS = ("paths.database", "paths.uploads", "paths.results", "paths.temp", "paths.logs")
-ROOT_KEYS = ("paths.uploads", "paths.results", "paths.temp")
 
 # Directories that must never be a deletion root, whatever the config says.
 SYSTEM_DIRECTORIES = frozenset(

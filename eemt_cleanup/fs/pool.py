@@ -1,7 +1,7 @@
 """Spread deletion over worker processes, down to per-directory tasks.
 
 :class:`LocalDeleter` removes in the calling thread (one worker, or files).
-:class:`ProcessDeleter` sends directory trees to ``workers`` forked processes
+:class:`ProcessDeleter` sends directory trees to ``workers`` spawned processes
 (:mod:`eemt_cleanup.fs.worker`); a large job is split into one task per subdirectory
 (descending through lone subdirectories such as ``outputs/``), so one huge job keeps every
 worker busy too, and the job's own directory is finished by a last task once they are done.
@@ -15,26 +15,32 @@ import contextlib
 import logging
 import os
 import queue
-import signal
 import stat
+import subprocess
+import sys
 import threading
 from concurrent.futures import Future
 from typing import IO, Any, Protocol
 
 from eemt_cleanup.fs.remove import Remover, Tally
 from eemt_cleanup.fs.walk import Inode, os_name
-from eemt_cleanup.fs.worker import (
-    FlockLock,
-    TaskRunner,
-    die_with_parent,
-    own_lock,
-    read_message,
-    serve,
-    write_message,
+from eemt_cleanup.fs.worker import FlockLock, TaskRunner, own_lock, read_message, write_message
+
+# What a spawned worker runs: the package is imported from where this process found it.
+_BOOT = (
+    "import sys; sys.path.insert(0, sys.argv[1]); "
+    "from eemt_cleanup.fs.worker import main; main(int(sys.argv[2]), int(sys.argv[3]))"
 )
 
+
+def _package_parent() -> str:
+    import eemt_cleanup
+
+    return os.path.dirname(os.path.dirname(os.path.abspath(eemt_cleanup.__file__)))
+
+
 SPLIT_DEPTH = 3
-# Tasks sent ahead to each worker (see _ForkedWorker).
+# Tasks sent ahead to each worker (see _SpawnedWorker).
 PIPELINE = 2
 # A directory with no subdirectory whose size is at most this is removed in the calling
 # thread: a round trip to a worker costs more. The size of a directory is what its entries
@@ -72,8 +78,8 @@ class LocalDeleter:
         return None
 
 
-class _ForkedWorker:
-    """One forked worker process, a thread that feeds it tasks from the shared queue and a
+class _SpawnedWorker:
+    """One worker process, a thread that feeds it tasks from the shared queue and a
     thread that reads its answers.
 
     Up to PIPELINE tasks are sent ahead, so the worker finds its next task in its pipe the
@@ -82,26 +88,33 @@ class _ForkedWorker:
     """
 
     def __init__(
-        self, runner: TaskRunner, lock_fd: int, tasks: queue.Queue[Any], siblings: list[int]
+        self, setup: dict[str, Any], pass_fds: tuple[int, ...], tasks: queue.Queue[Any]
     ) -> None:
-        task_read, task_write = os.pipe()
-        answer_read, answer_write = os.pipe()
-        parent = os.getpid()
-        pid = os.fork()
-        if pid == 0:  # the worker: never returns
-            try:
-                for fd in (task_write, answer_read, *siblings):
-                    os.close(fd)
-                _child(parent, runner, lock_fd, task_read, answer_write)
-            finally:
-                os._exit(0)
+        task_read, task_write = os.pipe2(os.O_CLOEXEC)
+        answer_read, answer_write = os.pipe2(os.O_CLOEXEC)
+        try:
+            # Spawned, not forked: exec'ing a fresh interpreter is safe in a process that has
+            # threads (a forked child inherits their locks mid-use). The child gets exactly
+            # the run's root descriptors, the links lock and its two pipes.
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", _BOOT, _package_parent(), str(task_read), str(answer_write)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                pass_fds=(*pass_fds, task_read, answer_write),
+                close_fds=True,
+            )
+        except BaseException:
+            for fd in (task_read, task_write, answer_read, answer_write):
+                os.close(fd)
+            raise
         os.close(task_read)
         os.close(answer_write)
-        siblings.extend((task_write, answer_read))
-        self.pid = pid
+        self.pid = self.process.pid
         self.to_worker: IO[bytes] = os.fdopen(task_write, "wb")
         self.from_worker: IO[bytes] = os.fdopen(answer_read, "rb")
         self.tasks = tasks
+        # The first message: what the worker's Remover needs (sent before any task).
+        write_message(self.to_worker, {**setup, "parent": os.getpid()})
         self._slots = threading.Semaphore(PIPELINE)
         self._state = threading.Lock()
         self._sent: collections.deque[tuple[dict[str, Any], Future[Tally]]] = collections.deque()
@@ -173,41 +186,19 @@ class _ForkedWorker:
         with contextlib.suppress(OSError):
             self.to_worker.close()
         self.from_worker.close()
-        os.waitpid(self.pid, 0)
+        self.process.wait()
 
 
 def _fail(task: dict[str, Any], future: Future[Tally], reason: str) -> None:
     future.set_result(Tally(task["display"], errors=[f"{task['display']}: {reason}"]))
 
 
-def _child(parent: int, runner: TaskRunner, lock_fd: int, task_fd: int, answer_fd: int) -> None:
-    """The worker process: the parent decides when to stop, and the worker dies with it."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    die_with_parent(parent)
-    # Keep only what a worker needs. Above all the run lock must not stay open here: the
-    # flock would outlive a killed run for as long as a worker does.
-    _close_all_but({0, 1, 2, task_fd, answer_fd, lock_fd, *runner.root_fds.values()})
-    runner.remover.links_lock = own_lock(lock_fd)
-    runner.remover.defer_links = True
-    with os.fdopen(task_fd, "rb") as tasks, os.fdopen(answer_fd, "wb") as answers:
-        serve(tasks, answers, runner)
-
-
-def _close_all_but(keep: set[int]) -> None:
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd not in keep:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-
 class ProcessDeleter:
     """Directory removal in worker processes; files in the calling thread.
 
-    The workers are forked at construction, which the engine does before it starts any
-    thread of its own; they inherit the open roots, so they act on exactly the directories
-    the run resolved.
+    The workers are spawned at construction (a fresh interpreter each, see
+    :func:`eemt_cleanup.fs.worker.main`), which is safe from any thread; they are handed the
+    open roots, so they act on exactly the directories the run resolved.
     """
 
     def __init__(self, root_fds: dict[str, int], remover: Remover, workers: int) -> None:
@@ -217,12 +208,40 @@ class ProcessDeleter:
         # makes "unlink a hard link, then count links left" atomic across processes.
         self.lock_fd = os.memfd_create("eemt-cleanup-links", os.MFD_CLOEXEC)
         self.tasks: queue.Queue[Any] = queue.Queue()
-        runner = TaskRunner(remover, root_fds)
-        parent_ends: list[int] = []
-        self._processes = [
-            _ForkedWorker(runner, self.lock_fd, self.tasks, parent_ends) for _ in range(workers)
-        ]
+        setup = {
+            "roots": root_fds,
+            "lock_fd": self.lock_fd,
+            "dry_run": remover.dry_run,
+            "protected": sorted(remover.protected),
+            "mount_points": sorted(remover.mount_points),
+        }
+        self._setup = setup
+        self._pass_fds = (self.lock_fd, *root_fds.values())
+        self._workers = workers
+        self._processes: list[_SpawnedWorker] = []
+        # Started on the first task: a run with no directory to hand over (nothing due,
+        # only small jobs) spawns nothing.
+        self._start_lock = threading.Lock()
+        self._started = False
+        self._local: TaskRunner | None = None
         remover.links_lock = own_lock(self.lock_fd)
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._started:
+                return
+            try:
+                for _ in range(self._workers):
+                    self._processes.append(_SpawnedWorker(self._setup, self._pass_fds, self.tasks))
+            except (OSError, subprocess.SubprocessError) as error:  # e.g. EAGAIN
+                logging.getLogger("eemt_cleanup").warning(
+                    "Cannot start %d deletion workers (%s); deleting in this process",
+                    self._workers,
+                    error,
+                )
+                self._stop_processes()
+                self._local = TaskRunner(self.remover, self.root_fds)
+            self._started = True
 
     def _submit(
         self,
@@ -232,6 +251,8 @@ class ProcessDeleter:
         keep: frozenset[str],
         split: bool = False,
     ) -> Future[Tally]:
+        if not self._started:
+            self._start()
         future: Future[Tally] = Future()
         task = {
             "root": root,
@@ -240,6 +261,9 @@ class ProcessDeleter:
             "keep": sorted(keep),
             "split": split,
         }
+        if self._local is not None:
+            future.set_result(self._local.run(task))
+            return future
         self.tasks.put((task, future))
         return future
 
@@ -313,12 +337,17 @@ class ProcessDeleter:
             return True
         return info.st_nlink == 2 and info.st_size <= SMALL_DIRECTORY_BYTES
 
-    def close(self) -> None:
+    def _stop_processes(self) -> None:
         for _process in self._processes:
             self.tasks.put(_STOP)
         for process in self._processes:
             process.close()
         self._processes = []
+
+    def close(self) -> None:
+        with self._start_lock:
+            self._started = True  # no start after close
+            self._stop_processes()
         os.close(self.lock_fd)
 
 
@@ -334,13 +363,13 @@ def _merge(into: Tally, part: Tally) -> None:
 
 
 def make_deleter(root_fds: dict[str, int], remover: Remover, workers: int) -> Deleter:
-    """Forked workers when there is more than one, else removal in-process. Call it before
-    starting any thread."""
+    """Worker processes when there is more than one, else removal in-process (from any
+    thread)."""
     if workers <= 1:
         return LocalDeleter(root_fds, remover)
     try:
         return ProcessDeleter(root_fds, remover, workers)
-    except OSError as error:  # e.g. EAGAIN: no process can be forked now
+    except (OSError, subprocess.SubprocessError) as error:  # e.g. EAGAIN: no process now
         logging.getLogger("eemt_cleanup").warning(
             "Cannot start %d deletion workers (%s); deleting in this process", workers, error
         )

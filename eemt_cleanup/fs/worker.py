@@ -2,11 +2,14 @@
 
 Deleting is syscall-bound, and CPython threads hand the GIL over at every ``unlinkat``, which
 makes several threads *slower* than one; separate processes delete in parallel for real.
-Workers are forked by :mod:`eemt_cleanup.fs.pool` before the engine starts any thread, so
-they start in a millisecond and inherit the root descriptors the run resolved and opened.
+Workers are spawned by :mod:`eemt_cleanup.fs.pool` (a fresh interpreter, which is safe from a
+process that has threads, where a fork is not) and handed the root descriptors the run
+resolved and opened; they import only this package's ``fs`` modules and the standard library.
 
-Messages are length-prefixed JSON on pipes: a task is ``{"root": key, "path": [component,
-...], "display": ..., "keep": [...]}`` and its answer the :class:`Tally` as a dict. Path
+Messages are length-prefixed JSON on pipes. The first is the worker's setup (root
+descriptors, the links lock, dry run, protected inodes and mount points); then a task is
+``{"root": key, "path": [component, ...], "display": ..., "keep": [...]}`` and its
+answer the :class:`Tally` as a dict. Path
 components are text as the database holds names (UTF-8, see :mod:`eemt_cleanup.fs.walk`).
 A task path with several components is walked one ``O_NOFOLLOW`` level at a time from the
 root under the walk's one rule (:func:`~eemt_cleanup.fs.walk.enter`: device, mount id,
@@ -16,11 +19,13 @@ mount list, protected inodes, still inside the root); the last component is remo
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import fcntl
 import json
 import os
+import resource
 import signal
 import struct
 import threading
@@ -141,3 +146,37 @@ def serve(tasks: IO[bytes], answers: IO[bytes], runner: TaskRunner) -> None:
         except Exception as error:  # noqa: BLE001 - report the task, keep serving
             tally = Tally(task.get("display", "?"), errors=[f"worker error: {error!r}"])
         write_message(answers, asdict(tally))
+
+
+def main(task_fd: int, answer_fd: int) -> None:
+    """A spawned worker: read the setup, then serve tasks until the engine closes the pipe.
+
+    Signals are the engine's to handle (it finishes the jobs in hand, then closes the pipe);
+    the worker dies with the engine, and holds no descriptor but those it was handed."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    with os.fdopen(task_fd, "rb") as tasks, os.fdopen(answer_fd, "wb") as answers:
+        setup = read_message(tasks)
+        if setup is None:
+            return
+        die_with_parent(int(setup["parent"]))
+        raise_fd_limit()
+        remover = Remover(
+            dry_run=bool(setup["dry_run"]),
+            protected={(int(dev), int(ino)) for dev, ino in setup["protected"]},
+            mount_points={(int(dev), int(ino)) for dev, ino in setup["mount_points"]},
+            links_lock=own_lock(int(setup["lock_fd"])),
+        )
+        remover.defer_links = True
+        runner = TaskRunner(remover, {str(k): int(fd) for k, fd in setup["roots"].items()})
+        serve(tasks, answers, runner)
+
+
+def raise_fd_limit() -> None:
+    """One descriptor is held per directory level being walked: deep trees need many. Raised
+    in the worker processes (and by the CLI for its own), never in a host's process."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))

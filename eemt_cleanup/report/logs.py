@@ -124,6 +124,8 @@ def configure_logging(mode: OutputMode, log_file: Path | None, console: Any = No
     level = logging.getLevelName(mode.level)
     if mode.quiet:
         console_level = logging.ERROR
+    elif level <= logging.DEBUG:
+        console_level = logging.DEBUG  # --debug: everything, on a terminal too
     elif console is not None:
         console_level = logging.WARNING
     elif mode.verbose:

@@ -19,8 +19,8 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from eemt_cleanup.engine import JobResult, RunReport
 from eemt_cleanup.humanize_size import human_size
+from eemt_cleanup.models import RunReport
 from eemt_cleanup.report.escape import printable
 
 
@@ -30,20 +30,23 @@ def cell(value: object, style: str = "") -> Text:
 
 
 class ProgressEvents:
-    """A Rich progress bar over the jobs being cleaned (terminal only)."""
+    """A Rich progress bar over the jobs being cleaned (terminal only): an event subscriber
+    that moves per job, with the bytes freed so far."""
 
     def __init__(self, progress: Progress, dry_run: bool) -> None:
         self.progress = progress
         label = "Measuring" if dry_run else "Cleaning"
         self.task = progress.add_task(label, total=None, freed="")
-        self.freed = 0
 
-    def planned(self, total: int) -> None:
-        self.progress.update(self.task, total=total)
-
-    def job_done(self, result: JobResult) -> None:
-        self.freed += result.bytes_freed
-        self.progress.update(self.task, advance=1, freed=human_size(self.freed))
+    def __call__(self, event: object) -> None:
+        if getattr(event, "kind", None) != "job_finished":
+            return
+        self.progress.update(
+            self.task,
+            total=event.jobs_planned,  # type: ignore[attr-defined]
+            completed=event.jobs_done,  # type: ignore[attr-defined]
+            freed=human_size(event.bytes_so_far),  # type: ignore[attr-defined]
+        )
 
 
 @contextmanager

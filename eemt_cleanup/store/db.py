@@ -8,6 +8,7 @@ run, so every connection has a busy timeout, reads hold no cursor open across wr
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -48,6 +49,10 @@ def connect(
             check_same_thread=False,
         )
         conn.text_factory = _decode_text
+        sql_log = logging.getLogger("eemt_cleanup.sql")
+        if sql_log.isEnabledFor(logging.DEBUG):
+            # --debug: every statement executed, with its values (escaped by the formatter).
+            conn.set_trace_callback(lambda statement: sql_log.debug("SQL: %s", statement))
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.DatabaseError as error:
         raise DatabaseError(

@@ -22,9 +22,11 @@ from typing import Any
 import pytest
 from conftest import DemoBase, add_run_log_row, create_jobs_db, snapshot
 
+from eemt_cleanup.cli.exit_codes import error_exit_code, exit_code
 from eemt_cleanup.config.loader import LoadedConfig, load_config
-from eemt_cleanup.engine import JobResult, RunOptions, RunReport, Skip, StopFlag, run_cleanup
+from eemt_cleanup.engine import RunOptions, RunReport, Skip, StopFlag, run_cleanup
 from eemt_cleanup.errors import DatabaseError, LockedError
+from eemt_cleanup.models import SkipReason
 
 BLOCK = 512
 MEBIBYTE = 1024 * 1024
@@ -62,9 +64,7 @@ def run(
     stop: StopFlag | None = None,
     now: datetime | None = None,
 ) -> RunReport:
-    return run_cleanup(
-        config_for(base, settings), options or RunOptions(), events=events, stop=stop, now=now
-    )
+    return run_cleanup(config_for(base, settings), options or RunOptions(), events, stop, now=now)
 
 
 def query(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -218,7 +218,9 @@ def expected_audit(demo: DemoBase) -> dict[tuple[str, str], tuple[set[str], int,
                 size = allocated(full)
                 if job["status"] == "failed":
                     size -= blocks(full) + sum(blocks(full / name) for name in LOG_FILES)
-                    expected[("kept_logs", path)] = ({job_id}, 0, None)
+                    # One row per log kept, named by its path (no list in the error column).
+                    for name in LOG_FILES:
+                        expected[("kept_logs", f"{path}{name}")] = ({job_id}, 0, None)
                 expected[("deleted_results", path)] = ({job_id}, size, None)
             elif path == f"results/{job_id}_results.zip":
                 expected[("deleted_archive", path)] = ({job_id}, blocks(full), None)
@@ -265,7 +267,7 @@ def test_demo_run_removes_exactly_the_due_jobs_data_and_nothing_else(
 
     report = run(demo_base.path)
 
-    assert report.exit_code == 0
+    assert exit_code(report) == 0
     assert report.errors == []
     gone = [
         path
@@ -325,12 +327,6 @@ def test_demo_run_keeps_every_row_and_marks_exactly_the_due_jobs(demo_base: Demo
 
 def test_demo_run_writes_one_audit_row_per_path_with_its_freed_bytes(demo_base: DemoBase) -> None:
     expected = expected_audit(demo_base)
-    failed_logs = {
-        f"results/{job['id']}/": sorted(f"results/{job['id']}/{name}" for name in LOG_FILES)
-        for job in due_jobs(demo_base)
-        if job["status"] == "failed"
-    }
-
     report = run(demo_base.path)
 
     rows = dict_rows(demo_base.db, "SELECT * FROM cleanup_audit ORDER BY id")
@@ -342,10 +338,7 @@ def test_demo_run_writes_one_audit_row_per_path_with_its_freed_bytes(demo_base: 
         assert row["space_freed_mb"] == round(size / MEBIBYTE, 3), row
         assert row["run_id"] == report.run_id
         assert row["user"] == "root"
-        if row["action"] == "kept_logs":
-            assert sorted(row["error"].split(", ")) == failed_logs[row["path"]]
-        else:
-            assert row["error"] == error, row
+        assert row["error"] == error, row
     assert sum(row["bytes_freed"] for row in rows) == report.bytes_freed
     assert report.bytes_freed == expected_total(expected)
 
@@ -389,7 +382,7 @@ def test_second_run_cleans_nothing_and_changes_no_file(demo_base: DemoBase) -> N
     report = run(demo_base.path)
 
     assert report.jobs == []
-    assert report.exit_code == 0
+    assert exit_code(report) == 0
     assert data_snapshot(demo_base.path) == files
     assert query(demo_base.db, "SELECT * FROM cleanup_audit ORDER BY id") == audit_before
     assert (
@@ -416,7 +409,7 @@ def test_dry_run_changes_no_byte_and_reports_exactly_the_due_jobs(demo_base: Dem
     assert demo_base.db.read_bytes() == database
     assert snapshot(demo_base.path) == everything
     assert report.dry_run is True
-    assert report.exit_code == 0
+    assert exit_code(report) == 0
     assert sorted(job.job_id for job in report.jobs) == sorted(
         job["id"] for job in due_jobs(demo_base)
     )
@@ -447,10 +440,17 @@ def test_job_option_cleans_only_that_due_job_and_skips_a_retained_one_with_reaso
 
     assert [job.job_id for job in report.jobs] == [due["id"]]
     assert report.jobs[0].cleaned is True
-    assert report.skipped == [Skip(retained["id"], "within retention", "completed")]
+    assert report.skipped == [
+        Skip(
+            job_id=retained["id"],
+            reason="within retention",
+            code=SkipReason.NOT_DUE,
+            status="completed",
+        )
+    ]
     assert data_snapshot(demo_base.path) == without(before, due["paths"])
     assert cleaned_ids(demo_base.db) == {due["id"]}
-    assert report.exit_code == 0
+    assert exit_code(report) == 0
     assert_database_free(demo_base.db)
 
 
@@ -472,7 +472,7 @@ def test_unknown_job_id_writes_nothing_so_no_run_log_row_looks_like_a_crashed_ru
     demo_base: DemoBase,
 ) -> None:
     migrated = run(demo_base.path, RunOptions(job_ids=(scenario(demo_base, 2, "retained")["id"],)))
-    assert migrated.exit_code == 0
+    assert exit_code(migrated) == 0
     runs_before = query(demo_base.db, "SELECT run_id FROM cleanup_log")
 
     with pytest.raises(DatabaseError):
@@ -504,7 +504,7 @@ def test_limit_two_cleans_the_two_longest_overdue_jobs(tmp_path: Path) -> None:
     gone = job_paths("job-30d", "u30_dem.tif") + job_paths("job-20d", "u20_dem.tif")
     assert data_snapshot(base) == without(before, gone)
     assert cleaned_ids(base / "jobs.db") == {"job-30d", "job-20d"}
-    assert report.exit_code == 0
+    assert exit_code(report) == 0
 
 
 def test_keep_metadata_false_deletes_cleaned_successful_rows_but_keeps_their_audit_rows(
@@ -516,7 +516,7 @@ def test_keep_metadata_false_deletes_cleaned_successful_rows_but_keeps_their_aud
 
     report = run(demo_base.path, settings={"retention.successful_jobs.keep_metadata": False})
 
-    assert report.exit_code == 0
+    assert exit_code(report) == 0
     rows_after = web_rows(demo_base.db)
     assert rows_after == {
         job_id: row for job_id, row in rows_before.items() if job_id not in successful
@@ -550,14 +550,22 @@ def test_upload_shared_with_a_retained_job_stays_and_kept_upload_row_names_that_
     assert [(job.job_id, job.cleaned, job.kept) for job in report.jobs] == [
         ("job-a", True, ["uploads/shared_dem.tif"])
     ]
-    assert report.skipped == [Skip("job-a", reason, "completed", "uploads/shared_dem.tif")]
+    assert report.skipped == [
+        Skip(
+            job_id="job-a",
+            reason=reason,
+            code=SkipReason.UPLOAD_KEPT,
+            status="completed",
+            path="uploads/shared_dem.tif",
+        )
+    ]
     assert query(
         db,
         "SELECT job_id, path, bytes_freed, error FROM cleanup_audit WHERE action = ?",
         ("kept_upload",),
     ) == [("job-a", "uploads/shared_dem.tif", 0, reason)]
     assert cleaned_ids(db) == {"job-a"}
-    assert report.exit_code == 0
+    assert exit_code(report) == 0
 
     # Once the other job is past retention and cleaned too, the upload goes with it.
     later = run(base, now=NOW + timedelta(days=6))
@@ -574,29 +582,30 @@ def test_upload_shared_with_a_retained_job_stays_and_kept_upload_row_names_that_
 
 
 class Requeue:
-    """RunEvents that puts one planned job back to ``running`` before any job is touched."""
+    """An event subscriber that puts one planned job back to ``running`` when the first job
+    starts (after planning, before the later jobs are touched)."""
 
     def __init__(self, db: Path, job_id: str) -> None:
         self.db = db
         self.job_id = job_id
-        self.planned_totals: list[int] = []
+        self.requeued = 0
         self.done: list[str] = []
 
-    def planned(self, total: int) -> None:
-        self.planned_totals.append(total)
-        # timeout=0: the engine must hold no write lock while it plans.
-        conn = sqlite3.connect(self.db, timeout=0)
-        try:
-            conn.execute(
-                "UPDATE jobs SET status = 'running', completed_at = NULL WHERE id = ?",
-                (self.job_id,),
-            )
-            conn.commit()
-        finally:
-            conn.close()
-
-    def job_done(self, result: JobResult) -> None:
-        self.done.append(result.job_id)
+    def __call__(self, event: Any) -> None:
+        if event.kind == "job_started" and not self.requeued:
+            self.requeued += 1
+            # timeout=0: the engine must hold no write lock while it cleans.
+            conn = sqlite3.connect(self.db, timeout=0)
+            try:
+                conn.execute(
+                    "UPDATE jobs SET status = 'running', completed_at = NULL WHERE id = ?",
+                    (self.job_id,),
+                )
+                conn.commit()
+            finally:
+                conn.close()
+        if event.kind == "job_finished":
+            self.done.append(event.job.job_id)
 
 
 def test_job_requeued_after_planning_is_skipped_untouched_while_the_others_are_cleaned(
@@ -612,19 +621,27 @@ def test_job_requeued_after_planning_is_skipped_untouched_while_the_others_are_c
     before = data_snapshot(base)
     events = Requeue(db, "job-b")
 
-    report = run(base, events=events, now=NOW)
+    # One worker: the jobs are cleaned one after the other on the run's thread, so the
+    # requeue made when job-a starts lands before job-b is read again.
+    one_worker = {"performance.parallel_delete": False, "performance.max_workers": 1}
+    report = run(base, settings=one_worker, events=events, now=NOW)
 
-    assert events.planned_totals == [3]
+    assert events.requeued == 1
     assert events.done == ["job-a", "job-c"]
     assert report.skipped == [
-        Skip("job-b", "status changed to running since planning", "completed")
+        Skip(
+            job_id="job-b",
+            reason="status changed to running since planning",
+            code=SkipReason.STATUS_CHANGED,
+            status="completed",
+        )
     ]
     gone = job_paths("job-a", "a_dem.tif") + job_paths("job-c", "c_dem.tif")
     assert data_snapshot(base) == without(before, gone)
     assert cleaned_ids(db) == {"job-a", "job-c"}
     assert query(db, "SELECT status FROM jobs WHERE id = 'job-b'") == [("running",)]
     assert query(db, "SELECT count(*) FROM cleanup_audit WHERE job_id = 'job-b'") == [(0,)]
-    assert report.exit_code == 0
+    assert exit_code(report) == 0
     assert_database_free(db)
 
 
@@ -645,7 +662,7 @@ def test_mount_point_inside_one_job_fails_only_that_job(tmp_path: Path) -> None:
         report = run(base, now=NOW)
 
         assert (mount_point / "other_fs.dat").read_bytes() == b"not ours"
-    assert report.exit_code == 1
+    assert exit_code(report) == 1
     assert [(job.job_id, job.cleaned, job.errors) for job in report.jobs] == [
         ("job-a", True, []),
         ("job-b", False, [error]),
@@ -696,7 +713,7 @@ def test_held_lock_raises_locked_error_naming_the_holder_and_deletes_nothing(
         f"{socket.gethostname()}, user alice, trigger cron, since 2026-03-01T11:00:00+00:00, "
         "run run-1); not starting"
     )
-    assert raised.value.exit_code == 75
+    assert error_exit_code(raised.value) == 75
     assert data_snapshot(base) == before
     assert db.read_bytes() == database
     assert not list(base.glob("jobs.db.*")), "no lock file beside the database"
@@ -710,7 +727,7 @@ def test_stop_requested_before_the_run_touches_no_job_and_exits_143(demo_base: D
 
     report = run(demo_base.path, stop=stop)
 
-    assert report.exit_code == 143
+    assert exit_code(report) == 143
     assert report.stopped_by == signal.SIGTERM
     assert report.jobs == []
     assert data_snapshot(demo_base.path) == before
@@ -752,10 +769,23 @@ def test_hostile_job_id_and_upload_name_are_refused_and_nothing_outside_the_root
         key: value for key, value in snapshot(base).items() if key.startswith("canary")
     } == outside
     assert db.is_file()
-    assert report.exit_code == 1
+    assert exit_code(report) == 1
     assert sorted(report.skipped, key=lambda skip: skip.job_id) == [
-        Skip("../canary", id_reason, "completed", None, True),
-        Skip("job-evil-upload", upload_reason, "completed", "uploads/../jobs.db", True),
+        Skip(
+            job_id="../canary",
+            reason=id_reason,
+            code=SkipReason.REFUSED,
+            status="completed",
+            needs_attention=True,
+        ),
+        Skip(
+            job_id="job-evil-upload",
+            reason=upload_reason,
+            code=SkipReason.UPLOAD_REFUSED,
+            status="completed",
+            path="uploads/../jobs.db",
+            needs_attention=True,
+        ),
     ]
     assert cleaned_ids(db) == {"job-ok"}
     assert query(
@@ -784,7 +814,7 @@ def test_job_whose_data_vanished_before_its_mark_was_committed_gets_an_audit_tra
 
     report = run(base, now=NOW)
 
-    assert report.exit_code == 0
+    assert exit_code(report) == 0
     assert cleaned_ids(db) == {"job-a"}
     audit_rows = query(db, "SELECT action FROM cleanup_audit WHERE job_id = 'job-a'")
     assert len(audit_rows) >= 1, "job-a is marked cleaned without any audit row"

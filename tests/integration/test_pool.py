@@ -92,6 +92,7 @@ def test_a_killed_worker_leaves_no_task_unanswered_and_close_returns(
 ) -> None:
     for n in range(40):
         job(results, f"job{n:02d}", 300, subdirs=1)
+    deleter._start()  # the workers start with the first task; this test needs them now
     victim = deleter._processes[0].pid
     os.kill(victim, signal.SIGKILL)
     futures = [

@@ -34,8 +34,10 @@ from typing import Any
 
 import pytest
 
+from eemt_cleanup.cli.exit_codes import exit_code
 from eemt_cleanup.config.loader import load_config
-from eemt_cleanup.engine import JobResult, RunOptions, Skip, run_cleanup
+from eemt_cleanup.engine import RunOptions, Skip, run_cleanup
+from eemt_cleanup.models import SkipReason
 
 from .state_helpers import (
     SafetyBase,
@@ -173,30 +175,30 @@ def test_web_interface_writing_during_a_run_sees_no_lock_and_a_requeued_job_is_u
 
 
 class RequeueWhenPlanned:
-    """RunEvents whose ``planned()`` is the web interface putting a job back to ``running``
-    with its own default connection, right after the run planned and before it touches any
-    job."""
+    """An event subscriber that is the web interface putting a job of a later batch back to
+    ``running`` with its own default connection, when the first job starts: after the run
+    planned, before it touches that job."""
 
     def __init__(self, db: Path, job_id: str) -> None:
         self.db = db
         self.job_id = job_id
-        self.planned_totals: list[int] = []
+        self.requeued = 0
         self.done: list[str] = []
 
-    def planned(self, total: int) -> None:
-        self.planned_totals.append(total)
-        conn = sqlite3.connect(self.db)
-        try:
-            conn.execute(
-                "UPDATE jobs SET status = 'running', completed_at = NULL WHERE id = ?",
-                (self.job_id,),
-            )
-            conn.commit()
-        finally:
-            conn.close()
-
-    def job_done(self, result: JobResult) -> None:
-        self.done.append(result.job_id)
+    def __call__(self, event: Any) -> None:
+        if event.kind == "job_started" and not self.requeued:
+            self.requeued += 1
+            conn = sqlite3.connect(self.db)
+            try:
+                conn.execute(
+                    "UPDATE jobs SET status = 'running', completed_at = NULL WHERE id = ?",
+                    (self.job_id,),
+                )
+                conn.commit()
+            finally:
+                conn.close()
+        if event.kind == "job_finished":
+            self.done.append(event.job.job_id)
 
 
 def test_job_requeued_by_the_web_interface_in_planned_callback_is_skipped_while_it_writes(
@@ -224,16 +226,24 @@ def test_job_requeued_by_the_web_interface_in_planned_callback_is_skipped_while_
     web = start_web_simulator(base.db, tmp_path / "web")
     try:
         start = time.time()
-        report = run_cleanup(loaded, RunOptions(), events=events)
+        report = run_cleanup(loaded, RunOptions(), events)
         end = time.time()
     finally:
         web_report = web.stop()
 
-    assert events.planned_totals == [len(base.due)]
+    assert events.requeued == 1
     assert requeued.job_id not in events.done
-    assert Skip(requeued.job_id, REQUEUED_REASON, requeued.status) in report.skipped
+    assert (
+        Skip(
+            job_id=requeued.job_id,
+            reason=REQUEUED_REASON,
+            code=SkipReason.STATUS_CHANGED,
+            status=requeued.status,
+        )
+        in report.skipped
+    )
     assert report.errors == []
-    assert report.exit_code == 0
+    assert exit_code(report) == 0
     assert job_snapshot(base, requeued.job_id) == requeued_before
     assert completion_problems(base, protected, logs, left_alone=[requeued.job_id]) == []
     assert simulator_problems(web_report, base.db, (start, end)) == []

@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 from conftest import CliResult, cli_executable, guarded_env, snapshot
 
+from eemt_cleanup.cli.exit_codes import exit_code
 from eemt_cleanup.engine import JobResult, RunReport
 from eemt_cleanup.errors import ConfigError
 
@@ -104,7 +105,7 @@ def test_job_results_dir_that_is_a_symlink_is_removed_as_a_link_and_its_target_n
     report = harness.run()
 
     assert not os.path.lexists(link)
-    assert report.exit_code == 0
+    assert exit_code(report) == 0
     assert victim.job_id in harness.marked()
     harness.assert_safe(report, gone=[victim])
 
@@ -120,7 +121,7 @@ def test_job_results_dir_in_a_two_link_loop_is_removed_and_the_other_link_stays(
     report = harness.run()
 
     assert os.readlink(other) == victim.job_id
-    assert report.exit_code == 0
+    assert exit_code(report) == 0
     assert victim.job_id in harness.marked()
     harness.assert_safe(report, gone=[victim])
 
@@ -147,7 +148,7 @@ def test_other_job_artifact_that_is_a_symlink_is_unlinked_and_its_target_survive
     report = harness.run()
 
     assert not os.path.lexists(link)
-    assert report.exit_code == 0
+    assert exit_code(report) == 0
     assert victim.job_id in harness.marked()
     harness.assert_safe(report, gone=[victim])
 
@@ -184,7 +185,7 @@ def test_symlinks_inside_a_job_tree_are_unlinked_never_followed(
     report = harness.run(workers=workers)
 
     assert not any(os.path.lexists(link) for link in links)
-    assert report.exit_code == 0
+    assert exit_code(report) == 0
     job = result_of(report, victim.job_id)
     assert job.errors == []
     assert victim.job_id in harness.marked()
@@ -228,7 +229,7 @@ def test_hard_link_of_a_protected_file_in_a_job_is_refused_and_the_job_is_not_ma
 
     report = harness.run()
 
-    assert report.exit_code == 1
+    assert exit_code(report) == 1
     job = result_of(report, victim.job_id)
     assert job.errors == [
         f"{display}: refused: a protected path (database, config, log directory or a root) "
@@ -268,7 +269,7 @@ def test_root_symlink_retargeted_after_start_deletes_only_in_the_root_resolved_a
 
     report = harness.run(config=loaded)
 
-    assert report.exit_code == 0
+    assert exit_code(report) == 0
     harness.assert_safe(report)
 
 
@@ -413,7 +414,7 @@ def test_mount_point_in_a_job_is_not_entered_and_the_job_is_partly_cleaned_not_m
         if kind != "bind-of-another-root-inside-the-tree":
             # (That one mirrors the uploads root, where the legit uploads rightly went.)
             assert snapshot(point) == inside, "the mounted tree was entered"
-        assert report.exit_code == 1
+        assert exit_code(report) == 1
         job = result_of(report, victim.job_id)
         assert job.errors
         assert f"{display}: a mount point: not crossed" in job.errors
@@ -483,7 +484,7 @@ def test_special_file_in_a_job_tree_is_unlinked_without_being_opened(
         call for call in fs_spy.calls if call.function == "open" and "special-node" in call.path
     ]
     assert opened == []
-    assert report.exit_code == 0
+    assert exit_code(report) == 0
     assert victim.job_id in harness.marked()
     harness.assert_safe(report, gone=[victim])
 
@@ -501,7 +502,7 @@ def test_fifo_in_place_of_the_archive_is_refused_and_the_run_does_not_hang(
     report = harness.run(deadline=SPECIAL_DEADLINE_SECONDS, unblock=unblock_fifos(archive))
 
     assert stat.S_ISFIFO(os.lstat(archive).st_mode)
-    assert report.exit_code == 1
+    assert exit_code(report) == 1
     assert victim.job_id not in harness.marked()
 
 
@@ -555,7 +556,7 @@ def test_job_tree_deeper_than_the_recursion_limit_is_removed_and_marked(harness:
     report = harness.run(deadline=DEEP_DEADLINE_SECONDS)
 
     assert not victim.results(harness.base).exists()
-    assert report.exit_code == 0
+    assert exit_code(report) == 0
     assert victim.job_id in harness.marked()
     harness.assert_safe(report, gone=[victim])
 
@@ -574,7 +575,7 @@ def test_job_tree_longer_than_path_max_is_removed_and_marked(
     report = harness.run(workers=workers)
 
     assert not top.exists()
-    assert report.exit_code == 0
+    assert exit_code(report) == 0
     assert victim.job_id in harness.marked()
     harness.assert_safe(report, gone=[victim])
 
@@ -621,7 +622,7 @@ def test_entries_that_keep_appearing_give_up_after_bounded_retries_and_the_job_i
     job = result_of(report, victim.job_id)
     errors = job.errors
     assert f"results/{victim.job_id}/: entries kept appearing; not empty after retries" in errors
-    assert report.exit_code == 1
+    assert exit_code(report) == 1
     assert victim.job_id not in harness.marked()
     harness.assert_safe(report, changing=[victim])
 
@@ -663,7 +664,7 @@ def test_writer_thread_filling_a_job_during_deletion_cannot_hang_the_run_or_fake
         assert job.errors == []
     else:
         assert job.errors
-        assert report.exit_code == 1
+        assert exit_code(report) == 1
     harness.assert_safe(report, changing=[victim])
 
 
@@ -696,7 +697,7 @@ def test_eperm_from_chattr_fails_the_job_unmarked_the_run_goes_on_and_no_mode_ch
         errors = job.errors
         assert errors
         assert all(error.endswith("Operation not permitted") for error in errors), errors
-        assert report.exit_code == 1
+        assert exit_code(report) == 1
         assert victim.job_id not in harness.marked()
         for key, mode in modes.items():
             path = harness.tmp / key
@@ -804,7 +805,7 @@ def test_directory_swapped_for_a_symlink_before_opening_changes_nothing_outside_
     assert swapped == [entry]
     assert not os.path.lexists(parent / entry), "the link was not removed"
     assert snapshot(moved) == original, "the tree moved out of the root was touched"
-    assert report.exit_code == 0
+    assert exit_code(report) == 0
     assert victim.job_id in harness.marked()
     harness.assert_safe(report, gone=[victim], changing=[moved])
 

@@ -18,7 +18,9 @@ from typing import Any
 
 import pytest
 
+from eemt_cleanup.cli.exit_codes import exit_code
 from eemt_cleanup.engine import Skip
+from eemt_cleanup.models import SkipReason
 
 from .conftest import (
     ARCHIVE_SUFFIX,
@@ -328,14 +330,34 @@ def test_hostile_job_id_is_refused_before_any_fs_call_reported_audited_and_the_r
 
     report = harness.run(workers=1, spy=fs_spy)  # one worker: every call in this process
 
-    assert report.exit_code == 1
-    assert Skip(display, reason, "completed", None, True) in report.skipped
+    assert exit_code(report) == 1
+    assert (
+        Skip(
+            job_id=display,
+            reason=reason,
+            code=SkipReason.REFUSED,
+            status="completed",
+            needs_attention=True,
+        )
+        in report.skipped
+    )
     assert (display, "refused", None, reason) in harness.audit("refused")
     assert display not in {job.job_id for job in report.jobs}
     assert any(call.function == "unlink" for call in fs_spy.calls), "the spy saw nothing"
     assert hostile_calls(fs_spy, harness, case, job_id=True) == []
     assert harness.marked_count() == len(harness.legit)
     harness.assert_safe(report)
+
+
+def refused_upload(reason: str, path: str) -> Skip:
+    return Skip(
+        job_id=HOSTILE_JOB,
+        reason=reason,
+        code=SkipReason.UPLOAD_REFUSED,
+        status="completed",
+        path=path,
+        needs_attention=True,
+    )
 
 
 # -- upload names --------------------------------------------------------------------------
@@ -353,8 +375,8 @@ def test_hostile_upload_name_is_refused_before_any_fs_call_and_the_job_is_not_ma
 
     report = harness.run(workers=1, spy=fs_spy)  # one worker: every call in this process
 
-    assert report.exit_code == 1
-    assert Skip(HOSTILE_JOB, reason, "completed", path, True) in report.skipped
+    assert exit_code(report) == 1
+    assert refused_upload(reason, path) in report.skipped
     assert (HOSTILE_JOB, "refused", path, reason) in harness.audit("refused")
     assert any(call.function == "unlink" for call in fs_spy.calls), "the spy saw nothing"
     assert hostile_calls(fs_spy, harness, case, job_id=False) == []
@@ -378,7 +400,7 @@ def test_null_or_empty_upload_name_means_no_upload_the_job_is_cleaned_marked_and
 
     report = harness.run(workers=workers)
 
-    assert report.exit_code == 0
+    assert exit_code(report) == 0
     assert report.errors == []
     assert [skip for skip in report.skipped if skip.job_id == HOSTILE_JOB] == []
     assert [row for row in harness.audit() if row[0] == HOSTILE_JOB and row[1] == "refused"] == []
@@ -431,10 +453,10 @@ def test_blank_or_blob_upload_name_is_hostile_refused_and_the_job_stays_unmarked
 
     path = f"uploads/{shown(stored) if not isinstance(stored, Sql) else repr(b'')}"
     assert [skip for skip in report.skipped if skip.job_id == HOSTILE_JOB] == [
-        Skip(HOSTILE_JOB, reason, "completed", path, True)
+        refused_upload(reason, path)
     ]
     assert (HOSTILE_JOB, "refused", path, reason) in harness.audit("refused")
-    assert report.exit_code == 1
+    assert exit_code(report) == 1
     assert HOSTILE_JOB not in harness.marked()
     harness.assert_safe(report)
 
@@ -452,7 +474,7 @@ def test_blob_id_equal_to_a_retained_jobs_id_never_deletes_that_jobs_data(
 
     for path in harness.retained.artifacts(harness.base):
         assert path.exists(), f"{path} of the retained job was deleted"
-    assert report.exit_code == 1
+    assert exit_code(report) == 1
     assert any(skip.job_id == repr(RETAINED_ID.encode()) for skip in report.skipped)
     harness.assert_safe(report)
 
@@ -486,7 +508,7 @@ def test_every_hostile_row_in_one_run_is_refused_and_the_legit_jobs_are_all_clea
 
     report = harness.run()
 
-    assert report.exit_code == 1
+    assert exit_code(report) == 1
     refused = {(skip.job_id, skip.path) for skip in report.skipped if skip.needs_attention}
     for case in JOB_ID_CASES:
         assert (shown(case.value(harness)), None) in refused, case.label

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from conftest import cli_executable, guarded_env
 
+from eemt_cleanup.cli.exit_codes import error_exit_code
 from eemt_cleanup.errors import LockPathError
 from eemt_cleanup.lock import RunLock, find_holder
 
@@ -213,7 +214,7 @@ def test_a_symlink_swapped_in_after_the_path_was_resolved_is_refused(tmp_path: P
     assert str(raised.value) == (
         f"cannot lock the database {swapped}: is a symbolic link: refused (never written through)"
     )
-    assert raised.value.exit_code == 2
+    assert error_exit_code(raised.value) == 2
 
 
 def test_permission_denied_on_the_database_is_exit_2_not_75(tmp_path: Path) -> None:
@@ -234,7 +235,7 @@ def test_permission_denied_on_the_database_is_exit_2_not_75(tmp_path: Path) -> N
                 with RunLock(database):
                     message = "locked"
             except LockPathError as error:
-                message = f"{error.exit_code} {error}"
+                message = f"{error_exit_code(error)} {error}"
             os.write(write, message.encode())
         finally:
             os._exit(0)

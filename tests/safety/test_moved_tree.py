@@ -9,9 +9,9 @@ directory being emptied at that instant is affected, the job is reported and not
 
 The rename is made deterministically at the moment the walk opens (or unlinks in) a given
 directory: by the Remover's ``before_open`` hook in this process (one worker), by a wrapper
-of ``os.open``/``os.unlink`` installed before the deletion workers are forked (two
-workers: the workers inherit it), and by a ``sitecustomize`` module in the CLI process and
-its workers (end to end).
+of ``os.open``/``os.unlink`` in this process plus a ``sitecustomize`` move hook loaded by the
+spawned deletion workers (two workers), and by the same hook in the CLI process and its
+workers (end to end).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 from conftest import guarded_env
 
+from eemt_cleanup.cli.exit_codes import exit_code
 from eemt_cleanup.engine import JobResult, RunReport
 
 from .conftest import Harness, Job, write
@@ -76,7 +77,7 @@ def listing(top: Path) -> Listing:
 def replaced(
     name: str, wrapper: Callable[[Callable[..., Any]], Callable[..., Any]]
 ) -> Iterator[None]:
-    """``os.<name>`` wrapped for the duration (forked deletion workers inherit it)."""
+    """``os.<name>`` wrapped in this process for the duration (not in spawned workers)."""
     real = getattr(os, name)
     setattr(os, name, wrapper(real))
     try:
@@ -115,12 +116,23 @@ class Mover:
 
 
 def run_moving(harness: Harness, mover: Mover, workers: int) -> RunReport:
-    """Run with the mover armed: the Remover's hook (one worker), or ``os.open`` wrapped
-    before the workers are forked (two)."""
+    """Run with the mover armed: the Remover's hook (one worker), or ``os.open`` wrapped in
+    this process and, through the move hook, in the spawned deletion workers (two)."""
     if workers == 1:
         return harness.run(workers=1, before_open=mover.before_open)
-    with replaced("open", mover.wrap_open):
-        return harness.run(workers=workers)
+    env = install_move_hook(
+        # Beside the test's directory, not in it: that one is compared with its snapshot.
+        harness.tmp.parent / f"{harness.tmp.name}-move-hook",
+        mover.source,
+        mover.destination,
+        mover.when_opening,
+        None if mover.inside is None else Path(mover.inside),
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        with replaced("open", mover.wrap_open):
+            return harness.run(workers=workers)
 
 
 def job_tree(harness: Harness, victim: Job) -> Path:
@@ -137,7 +149,7 @@ def job_tree(harness: Harness, victim: Job) -> Path:
 def assert_reported_not_marked(
     harness: Harness, report: RunReport, victim: Job, error: str
 ) -> None:
-    assert report.exit_code == 1
+    assert exit_code(report) == 1
     job = result_of(report, victim.job_id)
     assert job.errors == [error]
     assert not job.cleaned
@@ -273,7 +285,7 @@ def test_tree_longer_than_path_max_moved_out_is_caught_by_the_chain_of_names(
     assert job.errors[0].startswith(f"results/{victim.job_id}/a/")
     assert job.errors[0].endswith(f"/{long_name(MOVE_AT_LEVEL)}/: {MOVED}")
     assert victim.job_id not in harness.marked()
-    assert report.exit_code == 1
+    assert exit_code(report) == 1
     shutil.rmtree(outside / "a")  # (on descriptors: the snapshot cannot walk it)
     harness.assert_safe(report, gone=other_artifacts(harness, victim), changing=[top, outside])
 
@@ -283,20 +295,26 @@ def test_tree_longer_than_path_max_moved_out_is_caught_by_the_chain_of_names(
 
 MOVE_HOOK = '''"""Rename a directory away when a walk opens a given one (written by tests/safety).
 
-Loaded at start-up in the CLI process (and so in its forked deletion workers), with the
-deletion guard, which this module replaces as the ``sitecustomize`` of the run.
+Loaded at start-up (as the ``sitecustomize`` of the process) in the CLI process and in the
+deletion worker processes, which are spawned: a wrapper installed in the test's process
+does not reach them. The ``sitecustomize`` it shadows (the deletion guard's) runs first.
 """
 
 import os
+import sys
 
-import deletion_guard
-
-deletion_guard.install_from_environment()
+_HERE = os.path.dirname(os.path.abspath(__file__))
+for _entry in sys.path:
+    _candidate = os.path.join(_entry or ".", "sitecustomize.py")
+    if os.path.abspath(_entry or ".") != _HERE and os.path.exists(_candidate):
+        with open(_candidate) as _file:
+            exec(compile(_file.read(), _candidate, "exec"), {"__name__": "_shadowed"})
+        break
 
 _SOURCE = os.environ["MOVE_TREE_SOURCE"]
 _DESTINATION = os.environ["MOVE_TREE_DESTINATION"]
 _WHEN_OPENING = os.environ["MOVE_TREE_WHEN_OPENING"]
-_INSIDE = os.environ["MOVE_TREE_WHEN_INSIDE"]
+_INSIDE = os.environ.get("MOVE_TREE_WHEN_INSIDE") or None
 _real_open = os.open
 
 
@@ -306,13 +324,29 @@ def _opening(path, flags, mode=0o777, *, dir_fd=None):
             inside = os.readlink(f"/proc/self/fd/{dir_fd}")
         except OSError:
             inside = None
-        if inside == _INSIDE:
+        if _INSIDE is None or inside == _INSIDE:
             os.rename(_SOURCE, _DESTINATION)
     return _real_open(path, flags, mode, dir_fd=dir_fd)
 
 
 os.open = _opening
 '''
+
+
+def install_move_hook(
+    directory: Path, source: Path, destination: Path, when_opening: str, inside: Path | None
+) -> dict[str, str]:
+    """Write the hook into ``directory``; the environment that loads it in processes."""
+    directory.mkdir(exist_ok=True)
+    (directory / "sitecustomize.py").write_text(MOVE_HOOK)
+    return {
+        "PYTHONPATH": os.pathsep.join([str(directory), os.environ.get("PYTHONPATH", "")]),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "MOVE_TREE_SOURCE": str(source),
+        "MOVE_TREE_DESTINATION": str(destination),
+        "MOVE_TREE_WHEN_OPENING": when_opening,
+        "MOVE_TREE_WHEN_INSIDE": "" if inside is None else str(inside),
+    }
 
 
 @pytest.mark.e2e
@@ -325,17 +359,10 @@ def test_cli_job_moved_out_of_the_root_mid_walk_is_reported_in_json_and_exits_1(
     top = victim.results(harness.base)
     outside = harness.tmp / "moved-out"
     outside.mkdir()
-    hook = harness.tmp / "move-hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(MOVE_HOOK)
     env = guarded_env(harness.tmp)
-    env["PYTHONPATH"] = os.pathsep.join([str(hook), env["PYTHONPATH"]])
-    env.update(
-        PYTHONDONTWRITEBYTECODE="1",
-        MOVE_TREE_SOURCE=str(top),
-        MOVE_TREE_DESTINATION=str(outside / victim.job_id),
-        MOVE_TREE_WHEN_OPENING="b",
-        MOVE_TREE_WHEN_INSIDE=str(a),
+    env.update(install_move_hook(harness.tmp / "move-hook", top, outside / victim.job_id, "b", a))
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(harness.tmp / "move-hook"), guarded_env(harness.tmp)["PYTHONPATH"]]
     )
     expected = {key: value for key, value in listing(a).items() if key != ("a.txt",)}
     harness.arm()

@@ -88,7 +88,7 @@ def test_hostile_id_and_upload_name_are_escaped_in_the_log_file_stdout_and_stder
     stdout = completed.stdout.decode().splitlines()
     expected = [
         f"Cleaning job {shown_id} (completed, 30.0 days old)",
-        f"Deleted uploads/{shown_upload} (12.0 KB, 1 files)",
+        f"Deleted uploads/{shown_upload} (12.0 KB, 1 file)",
     ]
     for line in expected:
         assert line in stdout, (line, stdout)

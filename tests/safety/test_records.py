@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from eemt_cleanup.cli.exit_codes import exit_code
 from eemt_cleanup.engine import RunReport
 from eemt_cleanup.report.json_out import report_to_dict
 
@@ -60,7 +61,7 @@ def assert_deleted_but_not_counted(harness: Harness, report: RunReport) -> None:
     for job in harness.legit:
         for path in job.artifacts(harness.base):
             assert not os.path.lexists(path), path
-    assert report.exit_code == 1
+    assert exit_code(report) == 1
     data = report_to_dict(report)
     assert data["cleaned_jobs"] == {"successful": 0, "failed": 0}
     assert data["success"] is False
@@ -79,7 +80,7 @@ def assert_recorded_once_by_the_next_run(harness: Harness, first: RunReport) -> 
     report, under tmp_path/writer) are the test's, not the run's."""
     second = harness.run()
 
-    assert second.exit_code == 0, second.errors
+    assert exit_code(second) == 0, second.errors
     assert second.cleaned("successful") == len(harness.legit)
     assert {job.job_id for job in second.recovered} == {job.job_id for job in harness.legit}
     assert second.bytes_freed == 0, "the second run freed nothing itself"
@@ -103,7 +104,7 @@ def assert_recorded_once_by_the_next_run(harness: Harness, first: RunReport) -> 
         )
     assert not journal(harness).exists(), "nothing is left unrecorded"
     third = harness.run()
-    assert third.jobs == [] and third.exit_code == 0
+    assert third.jobs == [] and exit_code(third) == 0
     assert counted_in_run_log(harness) == harness.marked_count()
     harness.assert_safe(second, changing=[harness.tmp / "writer"])
 
@@ -145,7 +146,7 @@ def test_a_writer_that_lets_go_within_the_retry_time_is_waited_for(harness: Harn
         requests = [writer.stop(timeout=60) for writer in writers]
 
     assert [request["errors"] for request in requests] == [[]], "the web write failed"
-    assert report.exit_code == 0, report.errors
+    assert exit_code(report) == 0, report.errors
     assert report.cleaned("successful") == len(harness.legit)
     assert counted_in_run_log(harness) == harness.marked_count() == len(harness.legit)
     conn = sqlite3.connect(harness.db)  # the web request's own row is not the run's doing
@@ -201,13 +202,13 @@ def test_a_job_that_failed_in_a_committed_batch_is_not_carried_twice(harness: Ha
     stuck = victim.results(harness.base) / "outputs" / "tile_000.tif"
     with attribute("i", stuck):
         first = harness.run()
-    assert first.exit_code == 1
+    assert exit_code(first) == 1
     assert victim.job_id not in harness.marked()
     assert not journal(harness).exists(), "a committed batch leaves nothing to carry"
 
     second = harness.run()
 
-    assert second.exit_code == 0, second.errors
+    assert exit_code(second) == 0, second.errors
     assert second.recovered == []
     for path in (f"temp/{victim.job_id}/", f"uploads/{victim.upload}"):
         rows = harness.query(
@@ -235,7 +236,7 @@ def test_a_row_removed_by_the_web_interface_during_the_run_is_not_counted_nor_an
     harness.arm()
     report = harness.run(before_open=once(delete_the_row), deadline=60)
 
-    assert report.exit_code == 0, report.errors
+    assert exit_code(report) == 0, report.errors
     assert report.cleaned("successful") == len(harness.legit) - 1
     assert report.unrecorded == 0
     assert counted_in_run_log(harness) == harness.marked_count() == len(harness.legit) - 1
@@ -264,7 +265,7 @@ def test_a_forged_or_broken_journal_never_stops_the_run_or_fakes_records(
 
     report = harness.run()
 
-    assert report.exit_code == 0, report.errors
+    assert exit_code(report) == 0, report.errors
     assert report.cleaned("successful") == len(harness.legit)
     (carried,) = [job for job in report.jobs if job.job_id == victim.job_id]
     assert (carried.recovered_bytes, carried.recovered_files) == (0, 0)

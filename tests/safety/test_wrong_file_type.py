@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from eemt_cleanup.cli.exit_codes import exit_code
 from eemt_cleanup.engine import JobResult, RunReport
 
 from .conftest import ARCHIVE_SUFFIX, Harness, Job, make_special, unblock_fifos, write
@@ -91,7 +92,7 @@ def test_upload_or_archive_that_is_not_a_file_is_refused_reported_and_left_intac
 
     report = harness.run(workers=workers, deadline=DEADLINE_SECONDS, unblock=unblock_fifos(entry))
 
-    assert report.exit_code == 1
+    assert exit_code(report) == 1
     job = result_of(report, victim.job_id)
     assert job.errors == [refusal(display, kind)]
     assert not job.cleaned
@@ -125,7 +126,7 @@ def test_upload_or_archive_that_is_a_symlink_is_removed_as_a_link_and_its_target
     report = harness.run(workers=workers)
 
     assert not os.path.lexists(entry)
-    assert report.exit_code == 0
+    assert exit_code(report) == 0
     assert result_of(report, victim.job_id).errors == []
     assert victim.job_id in harness.marked()
     harness.assert_safe(report, gone=[victim])
@@ -144,7 +145,7 @@ def test_upload_and_archive_that_are_regular_files_are_removed_and_the_job_marke
 
     assert not os.path.lexists(upload)
     assert not os.path.lexists(archive)
-    assert report.exit_code == 0
+    assert exit_code(report) == 0
     job = result_of(report, victim.job_id)
     assert job.errors == []
     assert {upload_display, archive_display} <= set(job.paths)
