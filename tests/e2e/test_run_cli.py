@@ -450,7 +450,10 @@ def test_run_writes_one_audit_row_per_path_acted_on(lifecycle: Lifecycle) -> Non
             elif upload_fate(manifest, path) == "kept":
                 expected.append((job["id"], "kept_upload", path))
         if job["status"] == "failed":
-            expected.append((job["id"], "kept_logs", f"results/{job['id']}/"))
+            expected.extend(
+                (job["id"], "kept_logs", f"results/{job['id']}/{name}")
+                for name in ("workflow.log", "task_output.log", "sys.err", "container.log")
+            )
     rows = lifecycle.audit
     not_deleted_uploads = [
         (row["job_id"], row["action"], row["path"])

@@ -48,7 +48,10 @@ PROMPT_SECONDS = 1.0
 # kind that arrive before it ran are merged into one call. This gives it time to run.
 HANDLER_SECONDS = 0.2
 ANSI = "\x1b["
-SUMMARY = re.compile(r"^Cleanup summary: (\d+) successful, (\d+) failed, \d+(\.\d)? \w+ freed$")
+SUMMARY = re.compile(
+    r"^Cleanup summary: (?:(\d+) completed jobs?)?(?: and )?(?:(\d+) failed jobs?)? cleaned, "
+    r"\d+(\.\d)? \w+ freed$"
+)
 
 
 def signal_base(root: Path, seed: int, first_job_files: int | None = None) -> SafetyBase:
@@ -109,8 +112,9 @@ def test_signal_while_deleting_finishes_the_job_in_hand_writes_the_books_and_exi
     reached_in_order(base, cleaned)
     audited = audited_ids(base.db, report["run_id"])
     assert set(audited) == set(cleaned)
-    assert f"Cleanup stopped by signal {int(number)}; the rest is left for the next run" in (
-        outcome.stderr
+    assert (
+        f"Cleanup stopped by {signal.Signals(number).name}; the rest is left for the next run"
+        in (outcome.stderr)
     )
     (row,) = run_log(base.db)
     assert row["run_id"] == report["run_id"]
@@ -144,10 +148,10 @@ def test_sigterm_during_a_plain_run_ends_its_output_with_the_summary_lines(
     assert outcome.code == 143, outcome.stderr
     assert ANSI not in outcome.stdout
     lines = outcome.stdout.splitlines()
-    assert lines[-1] == "WARNING: Cleanup stopped by signal 15; the rest is left for the next run"
+    assert lines[-1] == "WARNING: Cleanup stopped by SIGTERM; the rest is left for the next run"
     summary = SUMMARY.match(lines[-2])
     assert summary is not None, lines[-2]
-    cleaned = int(summary.group(1)) + int(summary.group(2))
+    cleaned = int(summary.group(1) or 0) + int(summary.group(2) or 0)
     assert 1 <= cleaned < len(base.due)
     assert len(marked_ids(base.db)) == cleaned
     assert [row["exit_code"] for row in run_log(base.db)] == [143]
