@@ -2,6 +2,7 @@
 #   make demo   build a sample EEMT base directory and clean it (dry run, then real)
 #   make test   install into .venv and run the test suite (what CI runs)
 #   make check  ruff + mypy + tests: run before every commit
+#   make wheel  build dist/eemt_cleanup-<version>-py3-none-any.whl to install in production
 
 PYTHON ?= python3
 VENV := .venv
@@ -9,7 +10,7 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= /tmp/eemt-cleanup-demo
 DEMO_CONFIG := $(DEMO_DIR)/cleanup_config.yaml
 
-.PHONY: demo test check lint typecheck format clean bench bench-quick compile
+.PHONY: demo test check lint typecheck format clean bench bench-quick compile wheel
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +59,11 @@ check: lint typecheck test
 format: $(VENV)/.installed
 	$(BIN)/ruff format eemt_cleanup scripts tests benchmarks
 	$(BIN)/ruff check --fix eemt_cleanup scripts tests benchmarks
+
+# The project's own wheel (no dependencies: the install fetches them). Not part of make test.
+wheel: | $(BIN)/python
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir dist .
+	@ls dist/eemt_cleanup-*.whl
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

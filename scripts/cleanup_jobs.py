@@ -3,7 +3,9 @@
 
 It keeps the old script's flags and maps them onto the same engine as ``eemt-cleanup run``
 (same safety rules, database writes, log file and exit codes). Output is always plain log
-lines, as cron and ``docker exec`` callers expect.
+lines, as cron and ``docker exec`` callers expect. Run with a Python that lacks the package
+or one of its dependencies, it prints one line naming what is missing and the Python to run
+it with, and exits 2.
 
     python scripts/cleanup_jobs.py --dry-run --verbose
     python scripts/cleanup_jobs.py --db-path /app/jobs.db --uploads-dir /app/uploads \\
@@ -14,19 +16,40 @@ lines, as cron and ``docker exec`` callers expect.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
+import os
 import re
+import shlex
+import shutil
 import sys
 import traceback
 from pathlib import Path
 from typing import Any
 
+CHECKOUT = Path(__file__).resolve().parents[1]
 try:
     import eemt_cleanup  # noqa: F401
 except ImportError:  # run from a source checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(CHECKOUT))
 
-from eemt_cleanup.errors import EXIT_PARTIAL, CleanupError
-from eemt_cleanup.report.escape import printable
+# Until the install is known to be complete, only the standard library is imported here: a
+# Python without the package or its dependencies gets one line and exit 2, not a traceback.
+EXIT_USAGE = 2
+MINIMUM_PYTHON = (3, 11)  # pyproject.toml's requires-python
+# The top-level modules of pyproject.toml's [project] dependencies, in its order.
+DEPENDENCY_MODULES = (
+    "typer",
+    "rich",
+    "sqlite_utils",
+    "humanize",
+    "watchdog",
+    "yaml",
+    "pydantic",
+    "croniter",
+)
+INSTALLED_CLI = "/usr/local/bin/eemt-cleanup"  # where README "Installing for production" puts it
+EXAMPLE_PYTHON = "/opt/eemt-cleanup/bin/python"
 
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4, "P": 1024**5}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(?:I?B)?\s*$", re.IGNORECASE)
@@ -115,16 +138,102 @@ def overrides_from(args: argparse.Namespace) -> dict[str, tuple[Any, str]]:
     return overrides
 
 
+def _shown(text: str) -> str:
+    """``text`` quoted for a shell, control characters as backslash escapes."""
+    quoted = shlex.quote(text)
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in quoted)
+
+
+def missing_requirement() -> str | None:
+    """What this Python lacks to run eemt-cleanup (a too old version, or the first module of
+    the package or of its dependencies it cannot find), or None when nothing is missing."""
+    if sys.version_info < MINIMUM_PYTHON:
+        found = ".".join(map(str, sys.version_info[:3]))
+        wanted = ".".join(map(str, MINIMUM_PYTHON))
+        return f"it needs Python {wanted} or later, this is {found}"
+    for name in ("eemt_cleanup", *DEPENDENCY_MODULES):
+        try:
+            found_spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            found_spec = None
+        if found_spec is None:
+            return f"no module named {name!r}"
+    return None
+
+
+def installed_python() -> str | None:
+    """The interpreter of an installed ``eemt-cleanup`` (on PATH, else the documented path),
+    read from its ``#!`` line; None when there is none, it is gone, or it is this one."""
+    cli = shutil.which("eemt-cleanup") or INSTALLED_CLI
+    try:
+        with open(cli, "rb") as file:
+            first_line = file.readline(4096)
+    except OSError:
+        return None
+    words = first_line[2:].decode(errors="replace").split() if first_line[:2] == b"#!" else []
+    if not words or not os.path.isabs(words[0]) or "python" not in os.path.basename(words[0]):
+        return None
+    if not os.access(words[0], os.X_OK):  # a stale program whose environment is gone
+        return None
+    # One environment is one bin directory (a venv's python is a symlink to the system's).
+    if os.path.dirname(os.path.abspath(words[0])) == os.path.dirname(sys.executable):
+        return None
+    return words[0]
+
+
+def not_installed_line(reason: str) -> str:
+    """The one line that tells how to run this script when this Python cannot run it."""
+    script = _shown(sys.argv[0] if sys.argv and sys.argv[0] else str(Path(__file__)))
+    head = f"cleanup_jobs.py: error: eemt-cleanup is not installed for {_shown(sys.executable)}"
+    python = installed_python()
+    if python is not None:
+        return f"{head} ({reason}): run this script with the Python of the install: " + (
+            f"{_shown(python)} {script}"
+        )
+    venv = EXAMPLE_PYTHON.removesuffix("/bin/python")
+    source = _shown(str(CHECKOUT)) if (CHECKOUT / "pyproject.toml").is_file() else "CHECKOUT"
+    return (
+        f"{head} ({reason}): run this script with the Python of the install, e.g. "
+        f"{EXAMPLE_PYTHON} {script}, or install it (README.md, 'Installing for production'): "
+        f"python3 -m venv {venv} && {venv}/bin/pip install {source}"
+    )
+
+
+def import_failure(error: ImportError) -> str:
+    """The reason for :func:`not_installed_line` when a module was found but did not import."""
+    return f"cannot import {error.name or 'a module'}: {error}"
+
+
+def report_not_installed(reason: str) -> int:
+    """Print :func:`not_installed_line` on stderr (if there is one) and return exit 2."""
+    if sys.stderr is not None:
+        with contextlib.suppress(OSError, ValueError):  # a broken stderr: the exit code says it
+            print(not_installed_line(reason), file=sys.stderr, flush=True)
+    return EXIT_USAGE
+
+
 def main(argv: list[str] | None = None) -> int:
-    from eemt_cleanup.cli.streams import guard_standard_streams
+    reason = missing_requirement()
+    if reason is not None:
+        return report_not_installed(reason)
+    try:
+        from eemt_cleanup.cli.streams import guard_standard_streams
+        from eemt_cleanup.errors import EXIT_PARTIAL, CleanupError
+        from eemt_cleanup.report.escape import printable
+    except ImportError as error:  # found, but it does not import (a broken or foreign install)
+        return report_not_installed(import_failure(error))
 
     # First, before anything opens a file: output that cannot be written (closed fds, a
     # reader that went away, a locale without the names' characters) never changes the run.
     guard_standard_streams()
     args = build_parser().parse_args(argv)
-    from eemt_cleanup.cli.run_cmd import execute
-    from eemt_cleanup.config.loader import load_config
-    from eemt_cleanup.engine import RunOptions
+    try:
+        from eemt_cleanup.cli.exit_codes import error_exit_code
+        from eemt_cleanup.cli.run_cmd import execute
+        from eemt_cleanup.config.loader import load_config
+        from eemt_cleanup.engine import RunOptions
+    except ImportError as error:
+        return report_not_installed(import_failure(error))
 
     threshold = args.size_threshold
     if args.skip_large and threshold is None:
@@ -148,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"cleanup_jobs.py: error: {printable(str(error), backslashes=False)}", file=sys.stderr
         )
-        return error.exit_code
+        return error_exit_code(error)
     except Exception as error:  # noqa: BLE001 - never a traceback unless --debug
         if args.debug:
             traceback.print_exc()
