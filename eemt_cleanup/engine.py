@@ -62,7 +62,7 @@ from eemt_cleanup.policy import (
     display_value,
 )
 from eemt_cleanup.policy import upload_blocker as policy_upload_blocker
-from eemt_cleanup.site import Site, check_roots, open_site
+from eemt_cleanup.site import Site, open_site
 from eemt_cleanup.store.audit import AuditRow, JobMark, RunRow
 from eemt_cleanup.store.db import JobRow, JobStore, connect
 from eemt_cleanup.timeparse import format_utc, utc_now
@@ -472,7 +472,10 @@ class _Engine:
             status=decision.status,
         )
         if len(kept.examples) < EXAMPLES:
+            # The first few are also events; all are counted in run_finished (a table of a
+            # million rows with garbage timestamps must not make a million events).
             self.report.skipped.append(skip)
+            self.emit(JobSkipped.of(self.report.run_id, skip))
         kept.add(skip)
 
     def _skip(
@@ -909,7 +912,7 @@ class _Engine:
                 files=tally.files_deleted,
                 complete=tally.complete,
                 emptied=bool(tally.kept),
-                kept=[_basename(kept) for kept in tally.kept],
+                kept=sorted(_basename(kept) for kept in tally.kept),
                 errors=list(tally.errors),
                 dry_run=self.dry_run,
             )
@@ -1039,7 +1042,6 @@ __all__ = [
     "RunReport",
     "Skip",
     "StopFlag",
-    "check_roots",
     "run_cleanup",
 ]
 

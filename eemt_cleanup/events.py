@@ -2,7 +2,9 @@
 
 A run emits, in plan order: ``run_started``; per job ``job_started``, then ``path_removed``
 (in a dry run: what would be removed) and ``path_kept`` for each of its paths, then
-``job_finished``, or ``job_skipped`` for a job left alone; ``batch_recorded`` once a batch's
+``job_finished``, or ``job_skipped`` for a job left alone (rows never cleaned - unknown age,
+unknown status, a time in the future - are counted in ``run_finished``'s ``never_cleaned``,
+the first three of each kind also as ``job_skipped``); ``batch_recorded`` once a batch's
 marks and audit rows are committed (never before the deletions it records); and
 ``run_finished`` with the whole report. Every event has a ``kind`` and the time ``at`` which
 it happened (a job's events are made on the thread that cleans it and delivered in plan

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from eemt_cleanup.humanize_size import human_size
+from eemt_cleanup.models import job_word
 
 
 class DebugView:
@@ -38,11 +39,11 @@ class DebugView:
         elif kind == "path_removed":
             verb = "measured" if event.dry_run else ("emptied" if event.emptied else "removed")
             self.log.debug(
-                "file operation: %s %s (%s, %d files%s%s)",
+                "file operation: %s %s (%s, %s%s%s)",
                 verb,
                 event.path,
                 human_size(event.bytes),
-                event.files,
+                job_word(event.files, "file"),
                 f"; kept {', '.join(event.kept)}" if event.kept else "",
                 f"; {len(event.errors)} errors" if event.errors else "",
             )

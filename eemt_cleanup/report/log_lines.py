@@ -119,10 +119,10 @@ class LogLines:
     def _run_finished(self, event: Any) -> None:
         report = event.report
         if event.never_cleaned:
-            text = "Never cleaned until fixed: " + "; ".join(event.never_cleaned)
+            text = f"{self._prefix}Never cleaned until fixed: " + "; ".join(event.never_cleaned)
             self._line(event, logging.WARNING, text, always=True)
         if event.clock_skew is not None:
-            text = f"Clock skew: {event.clock_skew}; each is kept until it is due"
+            text = f"{self._prefix}Clock skew: {event.clock_skew}; each is kept until it is due"
             self._line(event, logging.WARNING, text, always=True)
         if report.dry_run:
             jobs = report.cleaned_jobs.successful + report.cleaned_jobs.failed

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 
-import humanize
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -20,8 +18,10 @@ from rich.table import Table
 from rich.text import Text
 
 from eemt_cleanup.humanize_size import human_size
-from eemt_cleanup.models import RunReport
+from eemt_cleanup.models import JobResult, RunReport, Skip, SkipReason, job_word
+from eemt_cleanup.report.dates import moment_and_relative
 from eemt_cleanup.report.escape import printable
+from eemt_cleanup.report.log_lines import cleaned_words
 
 
 def cell(value: object, style: str = "") -> Text:
@@ -68,7 +68,7 @@ def status_table(report: RunReport) -> Table:
     """Per status: jobs, files, space freed."""
     title = "Would be freed (dry run)" if report.dry_run else "Space freed"
     table = Table(title=title)
-    for header in ("Status", "Jobs", "Files", "Space freed"):
+    for header in ("Status", "Jobs", "Files", "Freed"):
         table.add_column(header, justify="left" if header == "Status" else "right")
     totals: dict[str, list[int]] = {}
     for job in report.jobs:
@@ -89,16 +89,26 @@ def status_table(report: RunReport) -> Table:
     return table
 
 
-# Below this terminal width a job id (a uuid4, 36 characters) folds onto two lines of 18,
-# at its middle dash, instead of squeezing every other column into "Stat…".
-WIDE_JOBS_TABLE = 120
-FOLDED_ID = 18
+# A job id (a uuid4: 36 characters) is never cut or folded: people copy it. Below this
+# terminal width the jobs are listed one block each instead of as table rows.
+WIDE_JOBS_TABLE = 110
+ID_WIDTH = 36
+
+
+def _outcome(job: JobResult, dry_run: bool) -> str:
+    outcome = "errors" if job.errors else ("would clean" if dry_run else "cleaned")
+    if job.kept:
+        outcome += f", kept {len(job.kept)}"
+    return outcome
 
 
 def jobs_table(report: RunReport, width: int = WIDE_JOBS_TABLE) -> Table:
-    """Per job: id, status, age in days, paths, size, outcome (``width``: the terminal's)."""
+    """Per job: id, status, age in days, paths, size, outcome (``width``: the terminal's).
+    Narrower than WIDE_JOBS_TABLE: one block per job (the id on its own line)."""
+    if width < WIDE_JOBS_TABLE:
+        return _jobs_blocks(report)
     table = Table(title="Jobs")
-    table.add_column("Job", overflow="fold", width=FOLDED_ID if width < WIDE_JOBS_TABLE else None)
+    table.add_column("Job", no_wrap=True, min_width=ID_WIDTH)
     for header in ("Status", "Days", "Paths", "Size", "Result"):
         table.add_column(
             header,
@@ -106,17 +116,35 @@ def jobs_table(report: RunReport, width: int = WIDE_JOBS_TABLE) -> Table:
             no_wrap=header in ("Status", "Days", "Size"),
         )
     for job in report.jobs:
-        outcome = "errors" if job.errors else ("would clean" if report.dry_run else "cleaned")
-        if job.kept:
-            outcome += f", kept {len(job.kept)}"
         table.add_row(
             cell(job.job_id),
             cell(job.status),
             str(job.age_days),
             cell(" ".join(_short_path(path, job.job_id) for path in job.paths) or "-"),
             human_size(job.bytes_freed),
-            outcome,
+            _outcome(job, report.dry_run),
         )
+    return table
+
+
+def _jobs_blocks(report: RunReport) -> Table:
+    """The vertical layout: per job its id, then its figures and paths on indented lines."""
+    table = Table(title="Jobs", show_header=False, box=None, padding=(0, 1))
+    table.add_column("Field", no_wrap=True, style="dim")
+    table.add_column("Value", min_width=ID_WIDTH)
+    for index, job in enumerate(report.jobs):
+        if index:
+            table.add_row("", "")
+        table.add_row("Job", cell(job.job_id, "bold"))
+        table.add_row(
+            "",
+            cell(
+                f"{job.status}, {job.age_days} days, {human_size(job.bytes_freed)}, "
+                f"{job_word(job.files_deleted, 'file')}: {_outcome(job, report.dry_run)}"
+            ),
+        )
+        paths = " ".join(_short_path(path, job.job_id) for path in job.paths) or "-"
+        table.add_row("", cell(paths))
     return table
 
 
@@ -129,41 +157,49 @@ def _short_path(path: str, job_id: str) -> str:
     return path.replace(f"/{job_id}/", "/")
 
 
+def shown_skips(report: RunReport) -> list[Skip]:
+    """The skips a person reads under "Skipped": not the shared upload kept by a job that
+    was cleaned (that job is listed with its kept paths, not as skipped)."""
+    cleaned = {job.job_id for job in report.jobs}
+    return [
+        skip
+        for skip in report.skipped
+        if not (skip.code is SkipReason.UPLOAD_KEPT and skip.job_id in cleaned)
+    ]
+
+
 def skipped_table(report: RunReport) -> Table:
     table = Table(title="Skipped")
-    table.add_column("Job")
+    table.add_column("Job", no_wrap=True, min_width=ID_WIDTH)
     table.add_column("Reason")
-    for skip in report.skipped:
-        reason = f"{skip.path}: {skip.reason}" if skip.path else skip.reason
+    for skip in shown_skips(report):
         table.add_row(
-            cell(skip.job_id), cell(reason), style="red" if skip.needs_attention else None
+            cell(skip.job_id), cell(skip.text), style="red" if skip.needs_attention else None
         )
     return table
 
 
 def render_report(console: Console, report: RunReport, *, verbose: bool) -> None:
     """The tables a person reads after a run on a terminal."""
-    if report.jobs or not report.skipped:
+    skipped = shown_skips(report)
+    if report.jobs or not skipped:
         console.print(status_table(report))
     if report.jobs and (verbose or report.dry_run):
         console.print(jobs_table(report, console.width))
-    if report.skipped:
+    if skipped:
         console.print(skipped_table(report))
     for error in report.errors:
         console.print(cell(f"error: {error}", "red"))
     # Rows never cleaned and a forced dry run were already said above, as warnings.
-    verb = "Would free" if report.dry_run else "Freed"
-    line = (
-        f"{verb} {human_size(report.bytes_freed)} from {len(report.jobs)} jobs "
-        f"({report.files_deleted} files); {report.retained} jobs within retention"
-    )
+    waiting = f"{job_word(report.retained)} within retention"
     if report.next_due_at is not None:
-        line += f"; next due {describe_moment(report.next_due_at)}"
-    console.print(cell(line))
-
-
-def describe_moment(moment: datetime) -> str:
-    """``in 5 hours (2026-11-22 12:57 local)`` for people reading a table."""
-    delta = moment - datetime.now(UTC)
-    local = moment.astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    return f"{humanize.naturaltime(-delta)} ({local})"
+        waiting += f"; next due {moment_and_relative(report.next_due_at)}"
+    console.print(cell(waiting))
+    # The last line says what was freed (what a person reads first, and copies).
+    files = job_word(report.files_deleted, "file")
+    if report.dry_run:
+        line = f"Would free {human_size(report.bytes_freed)} from {job_word(len(report.jobs))}"
+    else:
+        cleaned = cleaned_words(report.summary().cleaned_jobs)
+        line = f"Freed {human_size(report.bytes_freed)}: {cleaned} cleaned"
+    console.print(cell(f"{line} ({files})"))

@@ -75,6 +75,18 @@ class Recorder:
         return [event.kind for event in self.events]
 
 
+def demo_config(demo_base: DemoBase, **overrides: Any) -> Any:
+    """The demo base's configuration through the API, as the CLI's flags would give it."""
+    return eemt_cleanup.load_config(
+        db_path=str(demo_base.db),
+        uploads_dir=str(demo_base.path / "uploads"),
+        results_dir=str(demo_base.path / "results"),
+        temp_dir=str(demo_base.path / "temp"),
+        paths__logs=str(demo_base.path / "logs"),
+        **overrides,
+    )
+
+
 def run_in_thread(config: Any, recorder: Recorder) -> Any:
     outcome: list[Any] = []
     failures: list[BaseException] = []
@@ -151,15 +163,7 @@ def assert_order(recorder: Recorder, report: Any) -> None:
 def test_run_cleanup_from_a_thread_twice_emits_ordered_events_and_touches_no_global_state(
     demo_base: DemoBase, busy_host: threading.Event
 ) -> None:
-    config = eemt_cleanup.load_config(
-        db_path=str(demo_base.db),
-        uploads_dir=str(demo_base.path / "uploads"),
-        results_dir=str(demo_base.path / "results"),
-        temp_dir=str(demo_base.path / "temp"),
-        workers=2,
-        batch_size=3,  # several batches
-        paths__logs=str(demo_base.path / "logs"),
-    )
+    config = demo_config(demo_base, workers=2, batch_size=3)  # several batches
     root = logging.getLogger()
     ours = logging.getLogger("eemt_cleanup")
     previous = {number: signal.signal(number, host_handler) for number in (2, 15)}
@@ -222,13 +226,7 @@ def test_run_cleanup_from_a_thread_twice_emits_ordered_events_and_touches_no_glo
 def test_a_subscriber_that_raises_is_logged_once_and_never_breaks_the_run(
     demo_base: DemoBase, caplog: pytest.LogCaptureFixture
 ) -> None:
-    config = eemt_cleanup.load_config(
-        db_path=str(demo_base.db),
-        uploads_dir=str(demo_base.path / "uploads"),
-        results_dir=str(demo_base.path / "results"),
-        temp_dir=str(demo_base.path / "temp"),
-        paths__logs=str(demo_base.path / "logs"),
-    )
+    config = demo_config(demo_base)
     calls: list[str] = []
 
     def broken(event: Any) -> None:
@@ -246,13 +244,7 @@ def test_a_subscriber_that_raises_is_logged_once_and_never_breaks_the_run(
 
 
 def test_plan_changes_nothing_and_says_what_a_run_would_free(demo_base: DemoBase) -> None:
-    config = eemt_cleanup.load_config(
-        db_path=str(demo_base.db),
-        uploads_dir=str(demo_base.path / "uploads"),
-        results_dir=str(demo_base.path / "results"),
-        temp_dir=str(demo_base.path / "temp"),
-        paths__logs=str(demo_base.path / "logs"),
-    )
+    config = demo_config(demo_base)
     database = demo_base.db.read_bytes()
 
     planned = eemt_cleanup.plan(config)

@@ -38,6 +38,7 @@ import pytest
 from conftest import CliResult, create_jobs_db, snapshot
 
 import eemt_cleanup.engine as engine_module
+from eemt_cleanup import site as site_module
 from eemt_cleanup.config.loader import LoadedConfig, load_config
 from eemt_cleanup.engine import RunOptions, RunReport, run_cleanup
 from eemt_cleanup.fs.remove import Remover
@@ -290,9 +291,10 @@ class Harness:
             workers = 1
         loaded = config or self.config(workers=workers)
         if before_open is not None:
-            self._monkeypatch.setattr(
-                engine_module, "Remover", functools.partial(Remover, before_open=before_open)
-            )
+            hooked = functools.partial(Remover, before_open=before_open)
+            # The site makes the run's Remover; the engine makes the meter of --size-threshold.
+            self._monkeypatch.setattr(site_module, "Remover", hooked)
+            self._monkeypatch.setattr(engine_module, "Remover", hooked)
         outcome: list[RunReport] = []
         failures: list[BaseException] = []
 
