@@ -12,12 +12,13 @@ import logging
 from typing import Any
 
 from eemt_cleanup.humanize_size import human_size
-from eemt_cleanup.models import JobKind, job_word
+from eemt_cleanup.models import JobKind, SkipReason, job_word
 
 # Shown even under --quiet: cron must tell the operator that data is being kept forever, or
 # that a dry run was forced.
 ALWAYS = {"always": True}
 DRY = "[DRY RUN] "
+NEVER_CLEANED = {SkipReason.UNKNOWN_AGE, SkipReason.UNKNOWN_STATUS, SkipReason.CLOCK_SKEW}
 KIND_WORDS = {JobKind.SUCCESSFUL: "completed", JobKind.FAILED: "failed"}
 
 
@@ -87,6 +88,8 @@ class LogLines:
         self._line(event, logging.INFO, f"{verb} {event.path} (job {event.job_id}): {event.why}")
 
     def _job_skipped(self, event: Any) -> None:
+        if event.reason in NEVER_CLEANED:
+            return  # said once, in the run's summary line (never one line a row)
         level = logging.ERROR if event.needs_attention else logging.WARNING
         where = f" {event.path}" if event.path else ""
         self._line(event, level, f"{self._prefix}Skipped job {event.job_id}{where}: {event.detail}")

@@ -149,6 +149,10 @@ def configure_logging(mode: OutputMode, log_file: Path | None, console: Any = No
         wanted.append(level)
     # Records no handler wants (DEBUG, mostly) are then not even built.
     logger.setLevel(min(wanted))
+    # The SQL executed only with --debug (or the DEBUG level), not with --verbose.
+    logging.getLogger(LOGGER + ".sql").setLevel(
+        logging.DEBUG if level <= logging.DEBUG else logging.INFO
+    )
 
 
 # Lines kept in memory while the log file's filesystem is full, written once there is room.
