@@ -300,10 +300,15 @@ def test_plain_dry_run_lists_exactly_the_due_jobs_in_dry_run_lines(lifecycle: Li
     statuses = {job["id"]: job["status"] for job in due_jobs(lifecycle.manifest)}
     assert sorted(job_id for job_id, _status in listed) == sorted(statuses)
     assert dict(listed) == statuses
-    for job_id in statuses:
-        assert re.search(
-            rf"^\[DRY RUN\] Would delete: results/{job_id}/ \(\d+(\.\d)? \w+\)$", out, re.MULTILINE
-        ), job_id
+    logs = ", ".join(sorted(LOG_NAMES))
+    for job_id, status in statuses.items():
+        # A failed job's results directory keeps its error logs: it is emptied, not deleted.
+        line = (
+            rf"^\[DRY RUN\] Would empty results/{job_id}/ \(\d+(\.\d)? \w+; would keep {logs}\)$"
+            if status == "failed"
+            else rf"^\[DRY RUN\] Would delete: results/{job_id}/ \(\d+(\.\d)? \w+\)$"
+        )
+        assert re.search(line, out, re.MULTILINE), job_id
     summary = SUMMARY.findall(out)
     assert summary == [
         (str(len(statuses)), lifecycle.dry_json.json()["space_freed"]["human_readable"])
