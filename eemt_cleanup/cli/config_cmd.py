@@ -2,28 +2,44 @@
 
 from __future__ import annotations
 
-import json
+import errno
 import os
+import stat
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from eemt_cleanup.cli.common import (
+    BatchSizeOption,
     ConfigOption,
     DbOption,
     DebugOption,
+    DryRunOption,
+    EventsOption,
+    FailedRetentionOption,
+    JobsOption,
     JsonOption,
+    QuietOption,
     ResultsOption,
+    RunLimitOption,
+    SuccessRetentionOption,
     TempOption,
+    TriggerOption,
     UploadsOption,
+    VerboseOption,
+    WorkersOption,
+    check_run_flags,
     examples,
     fail,
     handle_errors,
-    path_overrides,
+    run_overrides,
 )
-from eemt_cleanup.errors import EXIT_USAGE
+from eemt_cleanup.errors import EXIT_USAGE, ConfigError
 
+# What ``run`` records as its trigger when --trigger is not given.
+DEFAULT_TRIGGER = "cli"
 # Readable by everyone, like other files under /etc: it holds no secret by default.
 CONFIG_FILE_MODE = 0o644
 
@@ -39,48 +55,61 @@ config_app = typer.Typer(
 )
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 @config_app.command(
     "show",
     epilog=examples(
         "eemt-cleanup config show",
         "EEMT_FAILED_RETENTION_HOURS=24 eemt-cleanup config show --json",
+        "eemt-cleanup config show --workers 8 --dry-run   # a run's flags, pasted",
     ),
 )
 @handle_errors(json_arg="json_output")
 def show(
+    dry_run: DryRunOption = False,
     config: ConfigOption = None,
     db_path: DbOption = None,
     uploads_dir: UploadsOption = None,
     results_dir: ResultsOption = None,
     temp_dir: TempOption = None,
+    success_retention: SuccessRetentionOption = None,
+    failed_retention: FailedRetentionOption = None,
+    workers: WorkersOption = None,
+    batch_size: BatchSizeOption = None,
+    job: JobsOption = None,
+    limit: RunLimitOption = None,
     json_output: JsonOption = False,
+    verbose: VerboseOption = False,
+    quiet: QuietOption = False,
     debug: DebugOption = False,
+    events: EventsOption = None,
+    trigger: TriggerOption = DEFAULT_TRIGGER,
 ) -> None:
-    """The effective value of every key and where it came from (default, file, env, flag)."""
-    from eemt_cleanup.cli.info_cmds import _render
-    from eemt_cleanup.config.loader import load_config
+    """The effective value of every key and where it came from (default, file, env, flag).
 
+    Every flag of 'run' is accepted, so a run's command line can be pasted: the flags that
+    set a key show as that key's source (--workers 8: performance.max_workers 8, flag
+    --workers); the others, when given, are listed under Run Options as what the run would
+    do with them (run.dry_run, run.jobs, run.limit, ...)."""
+    from eemt_cleanup.config.loader import _leaves, load_config
+    from eemt_cleanup.report.info_tables import config_tables
+
+    check_run_flags(quiet=quiet, verbose=verbose, events=events)
     loaded = load_config(
-        config_path=config, overrides=path_overrides(db_path, uploads_dir, results_dir, temp_dir)
+        config_path=config,
+        overrides=run_overrides(
+            db_path,
+            uploads_dir,
+            results_dir,
+            temp_dir,
+            success_retention,
+            failed_retention,
+            workers,
+            batch_size,
+        ),
     )
-    values = _flatten(loaded.settings.model_dump())
-    rows = [
-        {
-            "key": key,
-            "value": value if json_output or isinstance(value, str) else json.dumps(value),
-            "source": loaded.sources.get(key, "default"),
-        }
-        for key, value in values.items()
+    rows: list[dict[str, Any]] = [
+        {"key": key, "value": value, "source": loaded.sources.get(key, "default")}
+        for key, value in _leaves(loaded.settings.model_dump()).items()
     ]
     if loaded.force_dry_run_source:
         rows.append(
@@ -93,7 +122,30 @@ def show(
     rows.append(
         {"key": "config file", "value": str(loaded.config_file or "none"), "source": "discovery"}
     )
-    _render(rows, "Effective configuration", ["key", "value", "source"], json_output)
+    given = {
+        "run.dry_run": (dry_run or None, "--dry-run"),
+        "run.jobs": (list(job) if job else None, "--job"),
+        "run.limit": (limit, "--limit"),
+        "run.verbose": (verbose or None, "--verbose"),
+        "run.quiet": (quiet or None, "--quiet"),
+        "run.events": (events, "--events"),
+        "run.trigger": (None if trigger == DEFAULT_TRIGGER else trigger, "--trigger"),
+    }
+    run_options = [
+        {"key": key, "value": value, "source": f"flag {flag}"}
+        for key, (value, flag) in given.items()
+        if value is not None
+    ]
+    if json_output:
+        from eemt_cleanup.report.json_out import dumps
+
+        print(dumps([*rows, *run_options]))
+        return
+    from eemt_cleanup.report.info_tables import show as show_tables
+    from eemt_cleanup.report.logs import use_rich
+
+    tables = config_tables(rows, run_options, config_file=loaded.config_file, ids={"run.jobs"})
+    show_tables(tables, stream=sys.stdout, rich=use_rich())
 
 
 @config_app.command(
@@ -115,9 +167,10 @@ def validate(
     ] = None,
     debug: DebugOption = False,
 ) -> None:
-    """Check a config file: unknown keys, wrong types, impossible values, unsafe roots.
-    Exit 0 when valid, 2 with one message naming the key otherwise. The environment is
-    not applied, so the file is judged on its own."""
+    """Check a config file: unknown keys, wrong types, impossible values, unsafe roots, and
+    roots that 'run' would refuse (missing, not a directory, cannot be opened). Exit 0 when
+    valid; 2 otherwise, with a line naming the key of each problem. The environment is not
+    applied, so the file is judged on its own."""
     from eemt_cleanup.config.loader import WorkingDirectory, find_config_file, load_config
     from eemt_cleanup.config.schema import shown_path
 
@@ -125,12 +178,48 @@ def validate(
     if path is None:
         raise fail("no config file to validate (give a path, or see 'config init')", EXIT_USAGE)
     loaded = load_config(config_path=path, environ={})
+    problems = root_problems(loaded)
+    if problems:
+        for problem in problems[:-1]:
+            fail(problem, EXIT_USAGE)
+        raise fail(problems[-1], EXIT_USAGE)
     print(f"{shown_path(path)}: valid")
-    for key in ("database", "uploads", "results", "temp"):
-        value = getattr(loaded.roots, key)
-        exists = value.is_file() if key == "database" else value.is_dir()
-        if not exists:
-            print(f"warning: paths.{key}: {shown_path(value)} does not exist (yet)")
+    if not loaded.roots.database.is_file():
+        print(f"warning: paths.database: {shown_path(loaded.roots.database)} does not exist (yet)")
+
+
+def root_problems(loaded: Any) -> list[str]:
+    """What 'run' would refuse about each deletion root of ``loaded``, one line per root
+    named by its key: missing, not a directory, or not opened without following a symlink
+    (the way 'run' opens it)."""
+    from eemt_cleanup.config.schema import shown_path
+    from eemt_cleanup.fs.safe_open import describe_kind
+    from eemt_cleanup.models import Root
+    from eemt_cleanup.site import open_roots
+
+    problems = []
+    for root in Root:
+        key = f"paths.{root}"
+        path = getattr(loaded.roots, root)
+        origin = f" (from {loaded.sources.get(key, 'default')})"
+        try:
+            info = os.stat(path)
+        except OSError as error:
+            reason = "does not exist" if error.errno == errno.ENOENT else error.strerror
+            problems.append(f"{key}: {shown_path(path)} {reason}{origin}")
+            continue
+        if not stat.S_ISDIR(info.st_mode):
+            kind = "a regular file" if stat.S_ISREG(info.st_mode) else describe_kind(info.st_mode)
+            problems.append(f"{key}: {shown_path(path)} is {kind}, not a directory{origin}")
+            continue
+        try:
+            descriptors = open_roots({root: path})
+        except ConfigError as error:
+            problems.append(f"{error}{origin}")
+            continue
+        for descriptor in descriptors.values():
+            os.close(descriptor)
+    return problems
 
 
 @config_app.command(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -20,6 +21,7 @@ from eemt_cleanup.cli.common import (
     path_overrides,
 )
 from eemt_cleanup.errors import ConfigError
+from eemt_cleanup.store.actions import AuditAction, parse_action
 
 STATUS_EPILOG = examples(
     "eemt-cleanup status                 # measure per status, store data_size_mb",
@@ -33,37 +35,24 @@ HISTORY_EPILOG = examples(
 )
 
 AUDIT_EPILOG = examples(
-    "eemt-cleanup audit --job 3f2a9c1e-...            # everything done to one job",
+    "eemt-cleanup audit --job 3f2a9c1e                # everything done to one job",
     "eemt-cleanup audit --since 7d --action refused   # refusals of the last week",
     "eemt-cleanup audit --since 2026-11-01 --json",
 )
 
 
-def _render(rows: list[dict[str, Any]], title: str, columns: list[str], json_output: bool) -> None:
-    from eemt_cleanup.report.escape import printable
+def _print_json(value: Any) -> None:
     from eemt_cleanup.report.json_out import dumps
+
+    print(dumps(value))
+
+
+def _show(tables: list[Any], lines: list[str] | None = None) -> None:
+    """Tables (and lines) for people on stdout: Rich on a terminal, tab-separated off one."""
+    from eemt_cleanup.report.info_tables import show
     from eemt_cleanup.report.logs import use_rich
 
-    if json_output:
-        print(dumps(rows))
-        return
-    if not use_rich():
-        # Tab-separated; a tab or newline inside a value is escaped, so a row is a line.
-        print("\t".join(columns))
-        for row in rows:
-            print("\t".join(printable("" if row.get(c) is None else row.get(c)) for c in columns))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    from eemt_cleanup.report.tables import cell
-
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*(cell("" if row.get(c) is None else row.get(c)) for c in columns))
-    Console().print(table)
+    show(tables, lines or [], stream=sys.stdout, rich=use_rich())
 
 
 @handle_errors(json_arg="json_output")
@@ -85,7 +74,6 @@ def status(
     from eemt_cleanup.config.loader import load_config
     from eemt_cleanup.humanize_size import human_size
     from eemt_cleanup.inventory import take_inventory
-    from eemt_cleanup.report.escape import printable
     from eemt_cleanup.report.json_out import dumps
 
     loaded = load_config(
@@ -136,58 +124,9 @@ def status(
         )
         return
 
-    def size(value: int) -> str:
-        return human_size(value) if inventory.measured else "-"
+    from eemt_cleanup.report.info_tables import status_lines, status_table
 
-    rows = [
-        {
-            "status": g.status,
-            "jobs": g.jobs,
-            "disk used": size(g.bytes_used),
-            "due now": g.due_now,
-            "due size": size(g.due_bytes),
-        }
-        for g in groups
-    ]
-    _render(
-        rows, "Jobs not yet cleaned", ["status", "jobs", "disk used", "due now", "due size"], False
-    )
-    next_due = (
-        f"{inventory.next_due_at.isoformat(timespec='minutes')} (job {inventory.next_due_job})"
-        if inventory.next_due_at
-        else "none"
-    )
-    lines = [
-        f"Due now: {inventory.due_now} jobs, {size(inventory.due_bytes)}",
-        f"Next job becomes due: {next_due}",
-    ]
-    if running is not None:
-        lines.append(f"Run in progress: {running.describe()}")
-    lines.append("Last run: " + _describe_run(inventory.last_run, running))
-    lines.extend(f"Attention: {problem}" for problem in inventory.problems)
-    lines.extend(f"Note: {note}" for note in inventory.notes)
-    for line in lines:
-        print(printable(line))
-
-
-def _describe_run(last: dict[str, Any] | None, running: Any) -> str:
-    """The latest run-log row in words (no Python None: a row without an exit code is the
-    run in progress, or one that was killed)."""
-    from eemt_cleanup.humanize_size import human_size
-
-    if not last:
-        return "never"
-    started = last.get("started_at") or "?"
-    counts = (
-        f"{last.get('jobs_successful') or 0} successful + {last.get('jobs_failed') or 0} "
-        f"failed jobs, {human_size(last.get('bytes_freed') or 0)} freed"
-    )
-    if last.get("exit_code") is not None:
-        finished = f", finished {last['finished_at']}" if last.get("finished_at") else ""
-        return f"{started}{finished}, exit {last['exit_code']}: {counts}"
-    if running is not None and running.run_id == last.get("run_id"):
-        return f"{started}, still running: {counts} so far"
-    return f"{started}, did not finish (killed, or still running elsewhere): {counts}"
+    _show([status_table(groups, inventory.measured)], status_lines(inventory))
 
 
 @handle_errors(json_arg="json_output")
@@ -198,8 +137,8 @@ def history(
     json_output: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """Past runs, newest first (from the cleanup_log table). A run whose exit code is empty
-    is still running or was killed."""
+    """Past runs, newest first (from the cleanup_log table). A run without an exit code
+    (Exit "-") is still running or was killed."""
     from eemt_cleanup.config.loader import load_config
     from eemt_cleanup.store.audit import recent_runs
     from eemt_cleanup.store.db import connect
@@ -210,26 +149,12 @@ def history(
         rows = recent_runs(conn, limit)
     finally:
         conn.close()
-    _render(
-        rows,
-        "Runs",
-        [
-            "run_id",
-            "started_at",
-            "finished_at",
-            "trigger",
-            "user",
-            "dry_run",
-            "dry_run_forced_by",
-            "jobs_successful",
-            "jobs_failed",
-            "bytes_freed",
-            "files_deleted",
-            "errors",
-            "exit_code",
-        ],
-        json_output,
-    )
+    if json_output:
+        _print_json(rows)
+        return
+    from eemt_cleanup.report.info_tables import history_table
+
+    _show([history_table(rows)])
 
 
 def parse_since(text: str) -> str:
@@ -265,7 +190,14 @@ def audit(
     config: ConfigOption = None,
     db_path: DbOption = None,
     job: Annotated[
-        str | None, typer.Option("--job", metavar="ID", help="Only rows of this job.")
+        str | None,
+        typer.Option(
+            "--job",
+            metavar="ID",
+            show_default=False,
+            help="Only rows of this job: its id, or enough of its first characters to name "
+            "one job (e.g. 3f2a9c1e).",
+        ),
     ] = None,
     since: Annotated[
         str | None,
@@ -278,39 +210,60 @@ def audit(
         typer.Option(
             "--action",
             metavar="ACTION",
-            help="deleted_results, deleted_archive, deleted_temp, deleted_upload, kept_upload, "
-            "kept_logs, refused or error.",
+            show_default=False,
+            help=f"Only rows of this action: {', '.join(AuditAction)}.",
         ),
     ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="How many rows.")] = 100,
     json_output: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """Audit rows: one per path deleted, kept or refused, newest first."""
+    """Audit rows: one per path deleted, kept or refused, newest first. --job takes a whole
+    job id or its first characters (enough of them to name one job)."""
     from eemt_cleanup.config.loader import load_config
+    from eemt_cleanup.config.schema import quote
     from eemt_cleanup.store.audit import audit_rows
     from eemt_cleanup.store.db import connect
 
+    if action is not None and parse_action(action) is None:
+        raise ConfigError(
+            f"--action {quote(action)}: not an audit action; one of {', '.join(AuditAction)}"
+        )
+    if job is not None and not job.strip():
+        raise ConfigError("--job: must not be empty")
     since_text = parse_since(since) if since else None
     loaded = load_config(config_path=config, overrides=path_overrides(db_path, None, None, None))
     conn = connect(loaded.roots.database, readonly=True)
     try:
-        rows = audit_rows(conn, job_id=job, since=since_text, action=action, limit=limit)
+        job_id = None if job is None else resolve_job(conn, job)
+        rows = audit_rows(conn, job_id=job_id, since=since_text, action=action, limit=limit)
     finally:
         conn.close()
-    _render(
-        rows,
-        "Audit",
-        [
-            "timestamp",
-            "job_id",
-            "action",
-            "path",
-            "bytes_freed",
-            "files_deleted",
-            "user",
-            "run_id",
-            "error",
-        ],
-        json_output,
+    if json_output:
+        _print_json(rows)
+        return
+    from eemt_cleanup.report.info_tables import audit_table
+
+    _show([audit_table(rows)])
+
+
+def resolve_job(conn: Any, given: str) -> Any:
+    """The audited job ``given`` names: its whole id, or the first characters of exactly one.
+
+    Raises ConfigError naming --job when no audited job matches, or when several do (how
+    many, and the first few).
+    """
+    from eemt_cleanup.config.schema import quote
+    from eemt_cleanup.models import job_word
+    from eemt_cleanup.store.actions import match_audited_job
+
+    match = match_audited_job(conn, given)
+    if match.job_id is not None:
+        return match.job_id
+    if not match.count:
+        raise ConfigError(f"--job {quote(given)}: no audited job has this id or starts with it")
+    shown = ", ".join(quote(job_id) for job_id in match.examples)
+    more = ", ..." if match.count > len(match.examples) else ""
+    raise ConfigError(
+        f"--job {quote(given)}: {job_word(match.count)} match ({shown}{more}); give more of the id"
     )

@@ -128,13 +128,14 @@ def test_status_reports_jobs_per_status_and_stores_measured_sizes(
     result = call(["status", "--config", str(config)], guarded_env(tmp_path))
     assert result.code == 0, result.stderr
     rows = tab_rows(result.stdout)
-    assert rows[0] == ["status", "jobs", "disk used", "due now", "due size"]
+    assert rows[0] == ["Status", "Jobs", "Disk Used", "Due Now", "Due Size"]
     per_status = {row[0]: (int(row[1]), int(row[3])) for row in rows[1:]}
     jobs = Counter(job["status"] for job in manifest["jobs"])
     due = Counter(job["status"] for job in manifest["jobs"] if job["expect"] == "due")
     assert per_status == {status: (count, due[status]) for status, count in jobs.items()}
     due_count = sum(due.values())
-    assert re.search(rf"^Due now: {due_count} jobs, \d+(\.\d)? \w+$", result.stdout, re.M)
+    jobs_word = "job" if due_count == 1 else "jobs"
+    assert re.search(rf"^Due now: {due_count} {jobs_word}, \d+(\.\d)? \w+$", result.stdout, re.M)
     assert "Next job becomes due: " in result.stdout
     assert "Last run: never" in result.stdout
     stored = {job_id: row["data_size_mb"] for job_id, row in demo_base.rows().items()}
@@ -225,7 +226,7 @@ def test_status_no_measure_shows_no_sizes_and_writes_nothing(
     assert rows[1:]
     assert all(row[2] == "-" and row[4] == "-" for row in rows[1:])
     due_count = sum(1 for job in demo_base.manifest["jobs"] if job["expect"] == "due")
-    assert f"Due now: {due_count} jobs, -" in result.stdout
+    assert f"Due now: {due_count} {'job' if due_count == 1 else 'jobs'}, -" in result.stdout
     assert snapshot(demo_base.path) == before
 
 
@@ -259,8 +260,8 @@ def test_status_while_a_run_holds_the_lock_names_it_and_prints_no_python_none(
     assert "None" not in result.stdout
     assert f"Run in progress: pid {os.getpid()}, on {socket.gethostname()}" in result.stdout
     assert (
-        "Last run: 2026-12-01T02:00:00+00:00, still running: 2 successful + 0 failed jobs, "
-        "4.0 KB freed so far" in result.stdout
+        "Last run: run-in-progress, started 2026-12-01 02:00 UTC, still running: 2 jobs cleaned"
+        " (2 successful, 0 failed), 10 files, 4.0 KB freed so far" in result.stdout
     )
     running = json.loads(as_json.stdout)["running"]
     assert running["pid"] == os.getpid() and running["run_id"] == "run-in-progress"
@@ -277,9 +278,10 @@ def test_status_after_a_killed_run_says_it_did_not_finish(
     assert result.code == 0, result.stderr
     assert "None" not in result.stdout
     assert "Run in progress" not in result.stdout
-    assert "Last run: 2026-12-01, did not finish (killed, or still running elsewhere)" in (
-        result.stdout
-    )
+    assert (
+        "Last run: killed, started 2026-12-01 00:00 UTC, did not finish (killed, or still running"
+        " elsewhere): 0 jobs cleaned (0 successful, 0 failed), 0 files, 0 Bytes freed"
+    ) in result.stdout
 
 
 def test_status_on_a_read_only_database_measures_and_says_sizes_were_not_stored(
@@ -352,8 +354,8 @@ def test_history_after_a_run_shows_that_run(cleaned: CleanedBase) -> None:
     result = call(["history", "--config", str(cleaned.config)], cleaned.env)
     assert result.code == 0, result.stderr
     rows = tab_rows(result.stdout)
-    assert rows[0][0] == "run_id"
-    assert rows[0][-1] == "exit_code"
+    assert rows[0][0] == "Run"
+    assert rows[0][-1] == "Exit"
     assert [row[0] for row in rows[1:]] == [cleaned.report["run_id"]]
     assert rows[1][-1] == "0"
 
@@ -435,14 +437,16 @@ def test_config_show_lists_every_key_with_its_source(tmp_path: Path, demo_base: 
     result = call(args, env)
     assert result.code == 0, result.stderr
     rows = tab_rows(result.stdout)
-    assert rows[0] == ["key", "value", "source"]
+    assert rows[0] == ["Key", "Value", "Source"]
     shown = {row[0]: (row[1], row[2]) for row in rows[1:]}
     every_key = set(flatten(yaml.safe_load(SHIPPED_CONFIG.read_text())))
     assert set(shown) - every_key == {"config file"}
     assert every_key <= set(shown)
     assert shown["retention.successful_jobs.hours"][1] == "default"
     assert shown["retention.failed_jobs.hours"] == ("24.0", "env EEMT_FAILED_RETENTION_HOURS")
-    assert shown["paths.uploads"] == (str(demo_base.path / "uploads"), f"file {config}")
+    # Values from the file say "file": the file is named once, in its own row.
+    assert shown["config file"] == (str(config), "discovery")
+    assert shown["paths.uploads"] == (str(demo_base.path / "uploads"), "file")
     assert shown["paths.database"] == (str(demo_base.db), "flag --db-path")
     assert shown["performance.max_workers"] == ("4", "default")
     as_json = call([*args, "--json"], env)
