@@ -63,6 +63,7 @@ from eemt_cleanup.policy import (
 )
 from eemt_cleanup.policy import upload_blocker as policy_upload_blocker
 from eemt_cleanup.site import Site, open_site
+from eemt_cleanup.store.actions import AuditAction
 from eemt_cleanup.store.audit import AuditRow, JobMark, RunRow
 from eemt_cleanup.store.db import JobRow, JobStore, connect
 from eemt_cleanup.timeparse import format_utc, utc_now
@@ -453,7 +454,7 @@ class _Engine:
         elif verdict is Verdict.REFUSED:
             self._skip(decision, SkipReason.REFUSED, decision.reason or "refused", attention=True)
             self._pending_audit.append(
-                AuditRow(decision.job_id, "refused", None, error=decision.reason)
+                AuditRow(decision.job_id, AuditAction.REFUSED, None, error=decision.reason)
             )
         elif verdict is Verdict.UNKNOWN_AGE:
             self._keep(SkipReason.UNKNOWN_AGE, decision)
@@ -690,7 +691,9 @@ class _Engine:
             log.debug("Job %s: unexpected error", decision.job_id, exc_info=True)
             result = work.result or self._result(decision)
             result.errors.append(f"unexpected error: {error}")
-            result.audit.append(AuditRow(decision.job_id, "error", None, error=str(error)))
+            result.audit.append(
+                AuditRow(decision.job_id, AuditAction.ERROR, None, error=str(error))
+            )
             result.cleaned = False
             work.result = result
         work.finished_at = utc_now()
@@ -705,7 +708,7 @@ class _Engine:
             decision = work.decision = fresh
         if self._ambiguous(store, decision):
             reason = "refused: another row's id names the same directory (e.g. 123 and '123')"
-            work.audit.append(AuditRow(decision.job_id, "refused", None, error=reason))
+            work.audit.append(AuditRow(decision.job_id, AuditAction.REFUSED, None, error=reason))
             work.skip(SkipReason.AMBIGUOUS_ID, reason, attention=True)
             return
         result = self._result(decision)
@@ -732,7 +735,7 @@ class _Engine:
             path = f"uploads/{display_value(decision.row.dem_filename)}"
             result.errors.append(f"{path}: {decision.upload_refused}")
             result.audit.append(
-                AuditRow(decision.job_id, "refused", path, error=decision.upload_refused)
+                AuditRow(decision.job_id, AuditAction.REFUSED, path, error=decision.upload_refused)
             )
             work.skip(SkipReason.UPLOAD_REFUSED, decision.upload_refused, attention=True, path=path)
         leftover = self.leftovers.get(job_key(decision.row.job_id)) if self.leftovers else None
@@ -742,7 +745,7 @@ class _Engine:
         if result.cleaned and not result.paths and leftover is None:
             # Nothing left on disk (e.g. a crash after deleting, before marking): the mark
             # still gets its audit row, so no cleaned job lacks an audit trail.
-            result.audit.append(AuditRow(decision.job_id, "no_data", None))
+            result.audit.append(AuditRow(decision.job_id, AuditAction.NO_DATA, None))
 
     def _result(self, decision: Decision) -> JobResult:
         return JobResult(
@@ -763,7 +766,7 @@ class _Engine:
             rows = [
                 AuditRow(
                     result.job_id,
-                    "no_data",
+                    AuditAction.NO_DATA,
                     None,
                     error=f"deleted by run {leftover.run_id}, whose records were lost "
                     f"(bytes unknown): {paths}",
@@ -824,7 +827,7 @@ class _Engine:
         assert work.result is not None
         work.result.kept.append(artifact.display)
         work.result.audit.append(
-            AuditRow(decision.job_id, "kept_upload", artifact.display, error=blocker)
+            AuditRow(decision.job_id, AuditAction.KEPT_UPLOAD, artifact.display, error=blocker)
         )
         # In ``skipped`` of the JSON (SPEC §5), but the job itself is cleaned: no
         # job_skipped event, and the tables list it with the job, not under "Skipped".
@@ -890,7 +893,7 @@ class _Engine:
         result.errors.extend(tally.errors)
         result.bytes_freed += tally.bytes_freed
         result.files_deleted += tally.files_deleted
-        action = artifact.action if tally.complete else "error"
+        action = artifact.action if tally.complete else AuditAction.ERROR
         result.audit.append(
             AuditRow(
                 result.job_id,
@@ -902,7 +905,9 @@ class _Engine:
             )
         )
         # One row per log file kept, with its path (not a list in the error column).
-        result.audit.extend(AuditRow(result.job_id, "kept_logs", kept) for kept in tally.kept)
+        result.audit.extend(
+            AuditRow(result.job_id, AuditAction.KEPT_LOGS, kept) for kept in tally.kept
+        )
         work.events.append(
             PathRemoved(
                 run_id=self.report.run_id,
@@ -995,11 +1000,12 @@ def _hours(value: float) -> str:
 def _run_finished(report: RunReport) -> RunFinished:
     from eemt_cleanup.cli.exit_codes import signal_name
 
-    notes = [
+    never = [
         report.kept[kind].describe()
-        for kind in (SkipReason.UNKNOWN_AGE, SkipReason.UNKNOWN_STATUS, SkipReason.CLOCK_SKEW)
+        for kind in (SkipReason.UNKNOWN_AGE, SkipReason.UNKNOWN_STATUS)
         if report.kept[kind].count
     ]
+    skew = report.kept[SkipReason.CLOCK_SKEW]
     return RunFinished(
         run_id=report.run_id,
         at=report.finished_at or utc_now(),
@@ -1008,10 +1014,8 @@ def _run_finished(report: RunReport) -> RunFinished:
         retained=report.retained,
         next_due_at=report.next_due_at,
         stopped_by=signal_name(report.stopped_by),
-        never_cleaned=notes[:2] if report.kept[SkipReason.CLOCK_SKEW].count else notes,
-        clock_skew=report.kept[SkipReason.CLOCK_SKEW].describe()
-        if report.kept[SkipReason.CLOCK_SKEW].count
-        else None,
+        never_cleaned=never,
+        clock_skew=skew.describe() if skew.count else None,
         attention=sum(1 for skip in report.skipped if skip.needs_attention),
     )
 

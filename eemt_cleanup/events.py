@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, TypeAdapter
 
 from eemt_cleanup.models import (
     JobDetail,
@@ -38,11 +38,19 @@ from eemt_cleanup.timeparse import utc_now
 log = logging.getLogger("eemt_cleanup")
 
 
+def _precise(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+# When an event happened, to the microsecond (timings are read from it).
+EventTime = Annotated[datetime, PlainSerializer(_precise, return_type=str)]
+
+
 class _Event(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     run_id: str
-    at: UtcTime = Field(default_factory=utc_now)
+    at: EventTime = Field(default_factory=utc_now)
 
 
 class RunStarted(_Event):

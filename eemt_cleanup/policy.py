@@ -11,11 +11,13 @@ from typing import Any
 
 from eemt_cleanup.config.schema import Settings
 from eemt_cleanup.fs.names import NameRefused, component
+from eemt_cleanup.models import JobKind, Root
+from eemt_cleanup.store.actions import AuditAction
 from eemt_cleanup.store.db import JobRow
 from eemt_cleanup.timeparse import parse_timestamp, resolve_zone
 
-SUCCESSFUL = "successful"
-FAILED = "failed"
+SUCCESSFUL = JobKind.SUCCESSFUL
+FAILED = JobKind.FAILED
 ARCHIVE_SUFFIX = "_results.zip"
 # A reference time further than this in the future is reported as clock skew (a wrong
 # jobs.timezone shows up the same way): such a job is kept until it is due, and said so.
@@ -240,9 +242,9 @@ def owned_artifacts(
         )
     archive = component(row.job_id, "job id", suffix=ARCHIVE_SUFFIX)
     artifacts = [
-        Artifact("temp", name, "deleted_temp", True),
-        Artifact("results", archive, "deleted_archive", False),
-        Artifact("results", name, "deleted_results", True, keep),
+        Artifact(Root.TEMP, name, AuditAction.DELETED_TEMP, True),
+        Artifact(Root.RESULTS, archive, AuditAction.DELETED_ARCHIVE, False),
+        Artifact(Root.RESULTS, name, AuditAction.DELETED_RESULTS, True, keep),
     ]
     if row.dem_filename is None or (isinstance(row.dem_filename, str) and not row.dem_filename):
         # No upload recorded (a job that failed before its upload was stored): normal.
@@ -251,7 +253,7 @@ def owned_artifacts(
         upload = component(row.dem_filename, "upload name")
     except NameRefused as refusal:
         return artifacts, f"refused: {refusal}"
-    artifacts.append(Artifact("uploads", upload, "deleted_upload", False))
+    artifacts.append(Artifact(Root.UPLOADS, upload, AuditAction.DELETED_UPLOAD, False))
     return artifacts, None
 
 

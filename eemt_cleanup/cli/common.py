@@ -11,7 +11,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from eemt_cleanup.cli.exit_codes import error_exit_code
-from eemt_cleanup.errors import EXIT_PARTIAL, CleanupError
+from eemt_cleanup.errors import EXIT_PARTIAL, CleanupError, ConfigError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -92,6 +92,70 @@ DebugOption = Annotated[
         "and per job, peak memory) and a traceback for unexpected errors.",
     ),
 ]
+
+# The flags of ``run`` that set no configuration key; ``config show`` accepts them too, so a
+# run's command line can be pasted after it.
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", "-n", help="Show what would be deleted; change nothing.")
+]
+JobsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--job",
+        metavar="ID",
+        show_default=False,
+        help="Only this job (repeatable); still subject to the policy.",
+    ),
+]
+RunLimitOption = Annotated[
+    int | None,
+    typer.Option(
+        "--limit",
+        metavar="N",
+        min=1,
+        show_default=False,
+        help="Clean at most N jobs, the longest overdue first.",
+    ),
+]
+VerboseOption = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Per-job table and debug lines.")
+]
+QuietOption = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Print nothing unless something failed.")
+]
+EventsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--events",
+        metavar="FORMAT",
+        show_default=False,
+        help="Stream the run's events on stdout as they happen: 'jsonl' (one JSON object "
+        "a line, flushed per event; log lines go to stderr).",
+    ),
+]
+TriggerOption = Annotated[
+    str,
+    typer.Option(
+        "--trigger",
+        metavar="LABEL",
+        help="Who started the run, recorded in the run log (cron, systemd, kubernetes...).",
+    ),
+]
+
+
+def check_run_flags(
+    *, quiet: bool, verbose: bool, events: str | None, json_output: bool = False
+) -> None:
+    """The combinations of ``run``'s flags that make no sense (raises ConfigError)."""
+    if quiet and verbose:
+        raise ConfigError("--quiet and --verbose contradict each other")
+    if events is not None and events != "jsonl":
+        raise ConfigError(f"--events {events!r}: the only format is 'jsonl'")
+    if events is not None and json_output:
+        raise ConfigError(
+            "--events jsonl and --json both write stdout: the run_finished event carries "
+            "the --json object"
+        )
 
 
 def examples(*lines: str, after: str = "") -> str:

@@ -19,15 +19,18 @@ from eemt_cleanup.errors import (
     CleanupError,
     LockedError,
 )
-from eemt_cleanup.models import Outcome
+
+# The values of models.Outcome (a StrEnum), compared as text: --help must not import the
+# pydantic models just to know exit codes.
+DONE, STOPPED = "done", "stopped"
 
 
-def outcome_exit_code(outcome: Outcome, stopped_by: int | None = None) -> int:
+def outcome_exit_code(outcome: str, stopped_by: int | None = None) -> int:
     """0 done, 1 partial; a run stopped by a signal exits 128 + its number (130 for
     SIGINT, 143 for SIGTERM), one stopped by its caller exits 1."""
-    if outcome is Outcome.STOPPED:
+    if outcome == STOPPED:
         return 128 + stopped_by if stopped_by else EXIT_PARTIAL
-    return EXIT_OK if outcome is Outcome.DONE else EXIT_PARTIAL
+    return EXIT_OK if outcome == DONE else EXIT_PARTIAL
 
 
 def exit_code(report: Any) -> int:

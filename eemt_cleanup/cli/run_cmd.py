@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 
@@ -17,18 +17,25 @@ from eemt_cleanup.cli.common import (
     ConfigOption,
     DbOption,
     DebugOption,
+    DryRunOption,
+    EventsOption,
     FailedRetentionOption,
+    JobsOption,
     JsonOption,
+    QuietOption,
     ResultsOption,
+    RunLimitOption,
     SuccessRetentionOption,
     TempOption,
+    TriggerOption,
     UploadsOption,
+    VerboseOption,
     WorkersOption,
+    check_run_flags,
     examples,
     handle_errors,
     run_overrides,
 )
-from eemt_cleanup.errors import ConfigError
 
 RUN_HELP = (
     "Clean every job whose data is past retention.\n\n"
@@ -47,14 +54,13 @@ RUN_EPILOG = examples(
     "eemt-cleanup run --failed-retention 24 --json     # keep failed jobs a day; JSON out",
     "eemt-cleanup run --job 3f2a... --job 9b1c... -v   # only these jobs (still by policy)",
     "EEMT_CLEANUP_DRY_RUN=true eemt-cleanup run        # forced dry run",
+    "eemt-cleanup run --events jsonl | jq -c .kind     # events as they happen, for programs",
 )
 
 
 @handle_errors(json_arg="json_output")
 def run(
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", "-n", help="Show what would be deleted; change nothing.")
-    ] = False,
+    dry_run: DryRunOption = False,
     config: ConfigOption = None,
     db_path: DbOption = None,
     uploads_dir: UploadsOption = None,
@@ -64,64 +70,19 @@ def run(
     failed_retention: FailedRetentionOption = None,
     workers: WorkersOption = None,
     batch_size: BatchSizeOption = None,
-    job: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--job",
-            metavar="ID",
-            show_default=False,
-            help="Only this job (repeatable); still subject to the policy.",
-        ),
-    ] = None,
-    limit: Annotated[
-        int | None,
-        typer.Option(
-            "--limit",
-            metavar="N",
-            min=1,
-            show_default=False,
-            help="Clean at most N jobs, the longest overdue first.",
-        ),
-    ] = None,
+    job: JobsOption = None,
+    limit: RunLimitOption = None,
     json_output: JsonOption = False,
-    verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Per-job table and debug lines.")
-    ] = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="Print nothing unless something failed.")
-    ] = False,
+    verbose: VerboseOption = False,
+    quiet: QuietOption = False,
     debug: DebugOption = False,
-    events: Annotated[
-        str | None,
-        typer.Option(
-            "--events",
-            metavar="FORMAT",
-            show_default=False,
-            help="Stream the run's events on stdout as they happen: 'jsonl' (one JSON object "
-            "a line, flushed per event; log lines go to stderr).",
-        ),
-    ] = None,
-    trigger: Annotated[
-        str,
-        typer.Option(
-            "--trigger",
-            metavar="LABEL",
-            help="Who started the run, recorded in the run log (cron, systemd, kubernetes...).",
-        ),
-    ] = "cli",
+    events: EventsOption = None,
+    trigger: TriggerOption = "cli",
 ) -> None:
     from eemt_cleanup.config.loader import load_config
     from eemt_cleanup.engine import RunOptions
 
-    if quiet and verbose:
-        raise ConfigError("--quiet and --verbose contradict each other")
-    if events is not None and events != "jsonl":
-        raise ConfigError(f"--events {events!r}: the only format is 'jsonl'")
-    if events is not None and json_output:
-        raise ConfigError(
-            "--events jsonl and --json both write stdout: the run_finished event carries "
-            "the --json object"
-        )
+    check_run_flags(quiet=quiet, verbose=verbose, events=events, json_output=json_output)
     loaded = load_config(
         config_path=config,
         overrides=run_overrides(
