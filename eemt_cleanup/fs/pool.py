@@ -223,6 +223,8 @@ class ProcessDeleter:
         # only small jobs) spawns nothing.
         self._start_lock = threading.Lock()
         self._started = False
+        self._closing = threading.Event()
+        self._spawner: threading.Thread | None = None
         self._local: TaskRunner | None = None
         remover.links_lock = own_lock(self.lock_fd)
 
@@ -230,18 +232,35 @@ class ProcessDeleter:
         with self._start_lock:
             if self._started:
                 return
-            try:
-                for _ in range(self._workers):
-                    self._processes.append(_SpawnedWorker(self._setup, self._pass_fds, self.tasks))
-            except (OSError, subprocess.SubprocessError) as error:  # e.g. EAGAIN
+            self._started = True
+            ready = threading.Event()
+            failures: list[BaseException] = []
+
+            def spawn() -> None:
+                try:
+                    for _ in range(self._workers):
+                        worker = _SpawnedWorker(self._setup, self._pass_fds, self.tasks)
+                        self._processes.append(worker)
+                except (OSError, subprocess.SubprocessError) as error:  # e.g. EAGAIN
+                    failures.append(error)
+                finally:
+                    ready.set()
+                # A worker dies with the thread that started it (PR_SET_PDEATHSIG is per
+                # thread): this one lives until the pool is closed, whichever thread of the
+                # caller's (a short-lived pool thread, say) asked first.
+                self._closing.wait()
+
+            self._spawner = threading.Thread(target=spawn, name="eemt-delete-spawn", daemon=True)
+            self._spawner.start()
+            ready.wait()
+            if failures:
                 logging.getLogger("eemt_cleanup").warning(
                     "Cannot start %d deletion workers (%s); deleting in this process",
                     self._workers,
-                    error,
+                    failures[0],
                 )
                 self._stop_processes()
                 self._local = TaskRunner(self.remover, self.root_fds)
-            self._started = True
 
     def _submit(
         self,
@@ -348,6 +367,9 @@ class ProcessDeleter:
         with self._start_lock:
             self._started = True  # no start after close
             self._stop_processes()
+            self._closing.set()
+            if self._spawner is not None:
+                self._spawner.join()
         os.close(self.lock_fd)
 
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -192,3 +194,27 @@ def test_links_reported_by_workers_settle_in_one_registry(results: Path) -> None
     total = allocated_once(results) - os.lstat(results).st_blocks * 512
     assert sum(part.bytes_freed for part in parts) == total
     assert all(part.links == [] for part in parts)
+
+
+def test_workers_outlive_the_thread_that_started_them(
+    results: Path, deleter: ProcessDeleter
+) -> None:
+    # The first task starts the workers; here it comes from a thread that then ends (as a
+    # pool thread of a host may). A worker dies with the thread that spawned it, so the
+    # pool must spawn them from a thread of its own.
+    for n in range(2):
+        job(results, f"job{n}", 20, subdirs=1)
+    first: list[Any] = []
+    thread = threading.Thread(
+        target=lambda: first.append(deleter.remove("results", "job0", "results/job0/", frozenset()))
+    )
+    thread.start()
+    thread.join(60)
+    assert first and first[0].complete, first
+    pids = [worker.pid for worker in deleter._processes]
+
+    second = deleter.remove("results", "job1", "results/job1/", frozenset())
+
+    assert second.complete, second.errors
+    assert [worker.process.poll() for worker in deleter._processes] == [None] * len(pids)
+    assert not (results / "job0").exists() and not (results / "job1").exists()
