@@ -6,7 +6,7 @@ The Python API (the CLI, the daemon and the HTTP API are its callers)::
 
     config = eemt_cleanup.load_config("/srv/eemt/cleanup_config.yaml", failed_retention=24)
     report = eemt_cleanup.run_cleanup(config, on_event=print)
-    print(report.summary().model_dump_json())
+    print(report.summary().to_json())
 
 Everything is imported on first use, so ``import eemt_cleanup.fs.worker`` (what a deletion
 worker process runs) and ``eemt-cleanup --help`` stay fast.

@@ -516,6 +516,7 @@ class _Engine:
                 if self.stop.is_set() or self.halt:
                     break
         if self._pending_audit:
+            self._batches += 1  # a batch of its own: audit rows of jobs left alone
             self._record([])
 
     def _run_batch(

@@ -17,6 +17,7 @@ progress bar and log lines, and ``run --events jsonl``, are such subscribers.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -51,6 +52,10 @@ class _Event(BaseModel):
 
     run_id: str
     at: EventTime = Field(default_factory=utc_now)
+
+    def to_json(self) -> str:
+        """The event as one line of ASCII-safe JSON (what ``run --events jsonl`` writes)."""
+        return json.dumps(self.model_dump(mode="json"), ensure_ascii=True, separators=(",", ":"))
 
 
 class RunStarted(_Event):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -28,6 +29,15 @@ from eemt_cleanup.errors import LockedError, LockPathError
 from eemt_cleanup.fs.safe_open import UnsafeFileError, open_regular
 
 PROC_LOCKS = Path("/proc/locks")
+
+# The databases this process holds the run lock on, by (st_dev, st_ino). A second run in the
+# same process (the daemon, the HTTP API) must be refused *before* it opens the file: closing
+# any descriptor of a file drops every POSIX lock the process holds on it, SQLite's included,
+# so a refused attempt that opened and closed jobs.db would unlock the running run's
+# transaction. Descriptors opened in the instant the file was swapped are parked until the
+# holder lets go, never closed while it runs.
+_HELD: dict[tuple[int, int], list[int]] = {}
+_HELD_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -65,31 +75,50 @@ class RunLock:
     def __init__(self, database: Path) -> None:
         self.path = database
         self._fd: int | None = None
+        self._identity = (0, 0)
 
     def __enter__(self) -> RunLock:
-        try:
-            fd = open_regular(self.path, os.O_RDONLY, single_link=False)
-        except UnsafeFileError as error:
-            raise LockPathError(f"cannot lock the database {error}") from None
-        except OSError as error:
-            raise LockPathError(
-                f"cannot open the database {self.path} to lock it: {error.strerror}"
-            ) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            holder = find_holder(self.path)
-            described = holder.describe() if holder else "holder unknown"
-            raise LockedError(
-                f"another eemt-cleanup run holds the lock on {self.path} ({described}); "
-                "not starting"
-            ) from None
-        except OSError as error:
-            os.close(fd)
-            raise LockPathError(f"cannot lock the database {self.path}: {error.strerror}") from None
-        self._fd = fd
+        with _HELD_LOCK:
+            try:
+                before = os.stat(self.path)
+            except OSError:
+                before = None
+            if before is not None and (before.st_dev, before.st_ino) in _HELD:
+                raise self._locked()
+            try:
+                fd = open_regular(self.path, os.O_RDONLY, single_link=False)
+            except UnsafeFileError as error:
+                raise LockPathError(f"cannot lock the database {error}") from None
+            except OSError as error:
+                raise LockPathError(
+                    f"cannot open the database {self.path} to lock it: {error.strerror}"
+                ) from None
+            info = os.fstat(fd)
+            identity = (info.st_dev, info.st_ino)
+            if identity in _HELD:
+                _HELD[identity].append(fd)  # parked: closing it would unlock the holder
+                raise self._locked()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise self._locked() from None
+            except OSError as error:
+                os.close(fd)
+                raise LockPathError(
+                    f"cannot lock the database {self.path}: {error.strerror}"
+                ) from None
+            _HELD[identity] = []
+            self._fd = fd
+            self._identity = identity
         return self
+
+    def _locked(self) -> LockedError:
+        holder = find_holder(self.path)
+        described = holder.describe() if holder else "holder unknown"
+        return LockedError(
+            f"another eemt-cleanup run holds the lock on {self.path} ({described}); not starting"
+        )
 
     @property
     def identity(self) -> tuple[int, int]:
@@ -114,8 +143,12 @@ class RunLock:
         traceback: TracebackType | None,
     ) -> None:
         if self._fd is not None:
-            os.close(self._fd)  # also releases the flock
-            self._fd = None
+            with _HELD_LOCK:
+                parked = _HELD.pop(self._identity, [])
+                for fd in parked:
+                    os.close(fd)
+                os.close(self._fd)  # also releases the flock
+                self._fd = None
 
 
 def _locking_pids(device: int, inode: int, locks: Path = PROC_LOCKS) -> list[int]:

@@ -190,6 +190,18 @@ class RunSummary(BaseModel):
     never_cleaned: dict[str, NeverCleaned]
     recorded_late: list[RecordedLate]
 
+    def to_json(self, indent: int | None = None) -> str:
+        """The ``--json`` text: ASCII-safe, so a file name that is not UTF-8 (kept as lone
+        surrogates) is escaped, never a serialisation error."""
+        return to_json(self, indent)
+
+
+def to_json(model: BaseModel, indent: int | None = None) -> str:
+    """Any model of this package (the report, an event) as ASCII-safe JSON."""
+    import json
+
+    return json.dumps(model.model_dump(mode="json"), ensure_ascii=True, indent=indent)
+
 
 class JobResult(JobDetail):
     """What happened (or, in a dry run, would happen) to one due job: its detail, and the
@@ -315,4 +327,5 @@ __all__ = [
     "SpaceFreed",
     "job_word",
     "kept_kinds",
+    "to_json",
 ]

@@ -158,8 +158,10 @@ def execute(
     subscribers: list[Any] = [LogLines()]
     if level == "DEBUG":
         from eemt_cleanup.report.debug import DebugView
+        from eemt_cleanup.store.db import TRACE_SQL
 
         subscribers.append(DebugView())
+        TRACE_SQL.enabled = True
     if events_jsonl:
         subscribers.append(_jsonl_writer(sys.stdout))
     try:

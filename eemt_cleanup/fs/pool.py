@@ -26,9 +26,13 @@ from eemt_cleanup.fs.remove import Remover, Tally
 from eemt_cleanup.fs.walk import Inode, os_name
 from eemt_cleanup.fs.worker import FlockLock, TaskRunner, own_lock, read_message, write_message
 
-# What a spawned worker runs: the package is imported from where this process found it.
+# What a spawned worker runs. ``-P``: the working directory is not put on sys.path (a run
+# from a directory the web service can write, such as the base directory, must not import
+# a planted module as root); the package's directory is added at the end, if it is not
+# there already, so it never shadows the standard library.
 _BOOT = (
-    "import sys; sys.path.insert(0, sys.argv[1]); "
+    "import sys\n"
+    "if sys.argv[1] not in sys.path: sys.path.append(sys.argv[1])\n"
     "from eemt_cleanup.fs.worker import main; main(int(sys.argv[2]), int(sys.argv[3]))"
 )
 
@@ -97,7 +101,15 @@ class _SpawnedWorker:
             # threads (a forked child inherits their locks mid-use). The child gets exactly
             # the run's root descriptors, the links lock and its two pipes.
             self.process = subprocess.Popen(
-                [sys.executable, "-c", _BOOT, _package_parent(), str(task_read), str(answer_write)],
+                [
+                    sys.executable,
+                    "-P",
+                    "-c",
+                    _BOOT,
+                    _package_parent(),
+                    str(task_read),
+                    str(answer_write),
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 pass_fds=(*pass_fds, task_read, answer_write),
@@ -114,7 +126,14 @@ class _SpawnedWorker:
         self.from_worker: IO[bytes] = os.fdopen(answer_read, "rb")
         self.tasks = tasks
         # The first message: what the worker's Remover needs (sent before any task).
-        write_message(self.to_worker, {**setup, "parent": os.getpid()})
+        try:
+            write_message(self.to_worker, {**setup, "parent": os.getpid()})
+        except (OSError, ValueError):
+            self.to_worker.close()
+            self.from_worker.close()
+            self.process.kill()
+            self.process.wait()
+            raise
         self._slots = threading.Semaphore(PIPELINE)
         self._state = threading.Lock()
         self._sent: collections.deque[tuple[dict[str, Any], Future[Tally]]] = collections.deque()
@@ -226,13 +245,16 @@ class ProcessDeleter:
         self._closing = threading.Event()
         self._spawner: threading.Thread | None = None
         self._local: TaskRunner | None = None
-        remover.links_lock = own_lock(self.lock_fd)
+        self._links_lock = own_lock(self.lock_fd)
+        remover.links_lock = self._links_lock
 
     def _start(self) -> None:
+        # Under the lock until the outcome is known: a thread that submits meanwhile waits
+        # here, then finds either the workers or the in-process fallback (``_started`` is
+        # set last, and ``_submit`` only skips this once it is).
         with self._start_lock:
             if self._started:
                 return
-            self._started = True
             ready = threading.Event()
             failures: list[BaseException] = []
 
@@ -261,6 +283,7 @@ class ProcessDeleter:
                 )
                 self._stop_processes()
                 self._local = TaskRunner(self.remover, self.root_fds)
+            self._started = True
 
     def _submit(
         self,
@@ -370,6 +393,7 @@ class ProcessDeleter:
             self._closing.set()
             if self._spawner is not None:
                 self._spawner.join()
+        os.close(self._links_lock.fd)
         os.close(self.lock_fd)
 
 

@@ -25,4 +25,5 @@ def dumps(data: Any) -> str:
 
 def event_line(event: Any) -> str:
     """One event as one line of JSON (``run --events jsonl``): ASCII-safe, like ``--json``."""
-    return json.dumps(event.model_dump(mode="json"), ensure_ascii=True, separators=(",", ":"))
+    line: str = event.to_json()
+    return line

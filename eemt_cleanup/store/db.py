@@ -30,6 +30,23 @@ def _decode_text(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
+class _SqlTrace:
+    """Whether connections log every statement: switched on by the CLI for ``--debug``
+    (or ``EEMT_CLEANUP_LOG_LEVEL=DEBUG``) only, never by a host's logging level."""
+
+    enabled = False
+
+
+TRACE_SQL = _SqlTrace()
+_sql_log = logging.getLogger("eemt_cleanup.sql")
+
+
+def _trace(statement: str) -> None:
+    from eemt_cleanup.report.escape import printable
+
+    _sql_log.debug("SQL: %s", printable(statement))
+
+
 def connect(
     path: Path, *, readonly: bool, timeout: float = BUSY_TIMEOUT_SECONDS
 ) -> sqlite3.Connection:
@@ -49,10 +66,10 @@ def connect(
             check_same_thread=False,
         )
         conn.text_factory = _decode_text
-        sql_log = logging.getLogger("eemt_cleanup.sql")
-        if sql_log.isEnabledFor(logging.DEBUG):
-            # --debug: every statement executed, with its values (escaped by the formatter).
-            conn.set_trace_callback(lambda statement: sql_log.debug("SQL: %s", statement))
+        if TRACE_SQL.enabled:
+            # --debug: every statement executed, with its values, escaped here (a host's
+            # own handlers may not escape them).
+            conn.set_trace_callback(_trace)
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.DatabaseError as error:
         raise DatabaseError(

@@ -155,7 +155,7 @@ def assert_order(recorder: Recorder, report: Any) -> None:
             assert position[id(done)] < position[id(event)], "recorded before it was done"
     # Every event is JSON and comes back as itself.
     for event in recorder.events:
-        data = json.loads(event.model_dump_json())
+        data = json.loads(event.to_json())
         assert data["kind"] == event.kind
         assert parse_event(data).kind == event.kind
 

@@ -218,3 +218,79 @@ def test_workers_outlive_the_thread_that_started_them(
     assert second.complete, second.errors
     assert [worker.process.poll() for worker in deleter._processes] == [None] * len(pids)
     assert not (results / "job0").exists() and not (results / "job1").exists()
+
+
+def test_a_module_planted_in_the_working_directory_is_not_imported_by_the_workers(
+    results: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A run started from a directory the web service can write (the base directory, a
+    # container's workingDir) must not import a planted module there, as root.
+    planted = tmp_path / "writable"
+    planted.mkdir()
+    marker = tmp_path / "imported"
+    for name in ("dataclasses", "json", "ctypes", "eemt_cleanup"):
+        (planted / f"{name}.py").write_text(f"open({str(marker)!r}, 'w').write('{name}')\n")
+    monkeypatch.chdir(planted)
+    job(results, "job0", 5, subdirs=1)
+    fd = os.open(results, os.O_RDONLY | os.O_DIRECTORY)
+    pool = ProcessDeleter({"results": fd}, Remover(dry_run=False), workers=2)
+    try:
+        assert pool.remove("results", "job0", "results/job0/", frozenset()).complete
+    finally:
+        pool.close()
+        os.close(fd)
+    assert not marker.exists(), marker.read_text()
+
+
+def test_workers_that_cannot_start_leave_no_task_waiting(
+    results: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two threads submit while the workers are being started, and starting them fails:
+    # both tasks are done in this process, none waits forever on a worker that never came.
+    import eemt_cleanup.fs.pool as pool_module
+
+    started = threading.Event()
+
+    class Failing:
+        def __init__(self, *_args: Any) -> None:
+            started.set()
+            raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(pool_module, "_SpawnedWorker", Failing)
+    for n in range(2):
+        job(results, f"job{n}", 10, subdirs=1)
+    fd = os.open(results, os.O_RDONLY | os.O_DIRECTORY)
+    pool = ProcessDeleter({"results": fd}, Remover(dry_run=False), workers=2)
+    tallies: dict[int, Any] = {}
+
+    def remove(n: int) -> None:
+        tallies[n] = pool.remove("results", f"job{n}", f"results/job{n}/", frozenset())
+
+    threads = [threading.Thread(target=remove, args=(n,), daemon=True) for n in range(2)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert not any(thread.is_alive() for thread in threads), "a task waits forever"
+    finally:
+        pool.close()
+        os.close(fd)
+    assert started.is_set()
+    assert [tallies[n].complete for n in range(2)] == [True, True]
+    assert os.listdir(results) == []
+
+
+def test_a_pool_leaves_no_descriptor_open_behind_it(results: Path) -> None:
+    fd = os.open(results, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        before = set(os.listdir("/proc/self/fd"))
+        for n in range(5):
+            job(results, f"job{n}", 3, subdirs=1)
+            pool = ProcessDeleter({"results": fd}, Remover(dry_run=False), workers=2)
+            assert pool.remove("results", f"job{n}", f"results/job{n}/", frozenset()).complete
+            pool.close()
+        after = set(os.listdir("/proc/self/fd"))
+    finally:
+        os.close(fd)
+    assert after == before

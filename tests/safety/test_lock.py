@@ -288,3 +288,46 @@ def test_a_writer_holding_the_database_past_the_busy_timeout_is_75_and_nothing_d
     for job in harness.legit:
         assert job.results(harness.base).exists()
     assert stat.S_ISREG(os.stat(harness.db).st_mode)
+
+
+def test_a_second_run_in_the_same_process_is_refused_without_unlocking_the_first(
+    tmp_path: Path,
+) -> None:
+    # The daemon or the API may start a run while one is going in the same process. The
+    # refusal must not open and close jobs.db: closing any descriptor of it would drop every
+    # POSIX lock this process holds on it, the running run's SQLite write lock included.
+    from eemt_cleanup.errors import LockedError
+
+    db = tmp_path / "jobs.db"
+    sqlite3.connect(db).execute("CREATE TABLE t (x)").connection.close()
+    alias = tmp_path / "alias.db"
+    os.link(db, alias)
+    with RunLock(db):
+        conn = sqlite3.connect(db, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO t VALUES (1)")
+            for path in (db, alias):  # also by another path to the same file
+                with pytest.raises(LockedError), RunLock(path):
+                    pass
+            # Another process still cannot write: our write lock is still held.
+            other = subprocess.run(
+                [
+                    "python3",
+                    "-c",
+                    "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], timeout=0, "
+                    "isolation_level=None)\n"
+                    "try:\n c.execute('BEGIN IMMEDIATE'); print('got the lock')\n"
+                    "except sqlite3.OperationalError as e: print('locked:', e)",
+                    str(db),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            assert other.stdout.startswith("locked:"), other.stdout
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+    with RunLock(alias):  # released: the next run takes it
+        pass

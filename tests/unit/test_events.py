@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -56,7 +57,7 @@ def test_every_event_comes_back_from_its_json_line() -> None:
     )
     finished = _run_finished(report_with({SkipReason.UNKNOWN_AGE: 1}))
     for event in (started, skipped, finished):
-        line = event.model_dump_json()
+        line = event.to_json()
         assert "\n" not in line
         back = parse_event(line)
         assert back == event
@@ -79,3 +80,41 @@ def test_a_subscriber_that_raises_is_logged_once_and_the_others_go_on(
 
     assert seen == ["run_started"] * 3
     assert len([r for r in caplog.records if "boom" in r.getMessage()]) == 1
+
+
+def test_a_name_that_is_not_utf8_is_escaped_in_json_never_an_error() -> None:
+    from eemt_cleanup.models import JobKind, JobResult
+
+    name = b"results/job/caf\xe9/".decode("utf-8", "surrogateescape")
+    report = RunReport(run_id="r", dry_run=False, started_at=NOW, finished_at=NOW)
+    report.jobs.append(
+        JobResult(job_id="job", status="failed", age_days=1.0, kind=JobKind.FAILED, errors=[name])
+    )
+    text = report.summary().to_json()
+    assert "\\udce9" in text
+    assert json.loads(text)["details"][0]["errors"] == [name]
+    event = _run_finished(report)
+    assert "\\udce9" in event.to_json()
+
+
+def test_the_sql_trace_is_the_clis_switch_not_a_hosts_debug_level(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sqlite3
+
+    from eemt_cleanup.store.db import TRACE_SQL, connect
+
+    db = tmp_path / "jobs.db"
+    sqlite3.connect(db).execute("CREATE TABLE t (x)").connection.close()
+    with caplog.at_level(logging.DEBUG):
+        connect(db, readonly=True).close()
+        assert not [r for r in caplog.records if r.getMessage().startswith("SQL:")]
+        TRACE_SQL.enabled = True
+        try:
+            conn = connect(db, readonly=True)
+            conn.execute("SELECT 'a\nb'").fetchall()
+            conn.close()
+        finally:
+            TRACE_SQL.enabled = False
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("SQL:")]
+    assert "SQL: SELECT 'a\\nb'" in lines
