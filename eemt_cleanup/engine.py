@@ -607,6 +607,7 @@ class _Engine:
                 data_size_bytes=result.bytes_freed + result.recovered_bytes,
                 keep_metadata=self._keep_metadata(result),
                 kind=result.kind,
+                status=result.status,
                 bytes_freed=result.bytes_freed + result.recovered_bytes,
                 files_deleted=result.files_deleted + result.recovered_files,
             )

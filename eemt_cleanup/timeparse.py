@@ -106,3 +106,22 @@ def utc_now() -> datetime:
 def format_utc(moment: datetime) -> str:
     """ISO-8601 in UTC with an explicit offset, to the second: what we write to the DB."""
     return moment.astimezone(UTC).isoformat(timespec="seconds")
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    """``6h``, ``30m``, ``1d12h``, ``90s``, ``2w`` or a bare number of seconds, in seconds.
+
+    Raises ``ValueError`` for anything else (a negative or empty duration included).
+    """
+    import re
+
+    stripped = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", stripped):
+        return float(stripped)
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([smhdw])", stripped)
+    if not parts or re.sub(r"\s*\d+(?:\.\d+)?\s*[smhdw]\s*", "", stripped):
+        raise ValueError(f"not a duration: {text!r} (try 6h, 30m, 1d, 90s)")
+    return sum(float(count) * _DURATION_UNITS[unit] for count, unit in parts)

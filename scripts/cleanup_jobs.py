@@ -47,6 +47,7 @@ DEPENDENCY_MODULES = (
     "yaml",
     "pydantic",
     "croniter",
+    "prometheus_client",
 )
 INSTALLED_CLI = "/usr/local/bin/eemt-cleanup"  # where README "Installing for production" puts it
 EXAMPLE_PYTHON = "/opt/eemt-cleanup/bin/python"

@@ -91,6 +91,7 @@ def show(
     --workers); the others, when given, are listed under Run Options as what the run would
     do with them (run.dry_run, run.jobs, run.limit, ...)."""
     from eemt_cleanup.config.loader import _leaves, load_config
+    from eemt_cleanup.config.schema import redact
     from eemt_cleanup.report.info_tables import config_tables
 
     check_run_flags(quiet=quiet, verbose=verbose, events=events)
@@ -108,7 +109,8 @@ def show(
         ),
     )
     rows: list[dict[str, Any]] = [
-        {"key": key, "value": value, "source": loaded.sources.get(key, "default")}
+        # Secrets (webhook and apprise URLs) keep only their scheme and host.
+        {"key": key, "value": redact(key, value), "source": loaded.sources.get(key, "default")}
         for key, value in _leaves(loaded.settings.model_dump()).items()
     ]
     if loaded.force_dry_run_source:

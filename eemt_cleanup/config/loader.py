@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 CONFIG_FILE_NAME = "cleanup_config.yaml"
 SYSTEM_CONFIG = Path("/etc/eemt-cleanup") / CONFIG_FILE_NAME
 PATH_KEYS = ("paths.database", "paths.uploads", "paths.results", "paths.temp", "paths.logs")
+# Optional file paths (empty = off) that, given in a config file, resolve against its directory.
+OPTIONAL_PATH_KEYS = ("metrics.textfile", "notifications.email.password_file")
 
 # Directories that must never be a deletion root, whatever the config says.
 SYSTEM_DIRECTORIES = frozenset(
@@ -90,6 +92,9 @@ MAX_NESTING = 32
 # How many validation problems one message lists before "and N more".
 MAX_PROBLEMS = 5
 MERGE_TAG = "tag:yaml.org,2002:merge"
+BOOL_TAG = "tag:yaml.org,2002:bool"
+STR_TAG = "tag:yaml.org,2002:str"
+KEY_WORDS = frozenset({"on"})
 EMPTY_VARIABLE = "is set but empty (unset it or give a path)"
 
 
@@ -460,6 +465,14 @@ def _check_plain(node: Any, prefix: str, visited: set[int] | None = None) -> Non
                     "merge keys (<<) are not allowed in a config file: write the keys out",
                     key_node.start_mark,
                 )
+            if (
+                isinstance(key_node, yaml.ScalarNode)
+                and key_node.tag == BOOL_TAG
+                and key_node.value.lower() in KEY_WORDS
+            ):
+                # YAML 1.1 reads a bare `on:` key as the boolean true; in a config file it
+                # is the key "on" (notifications.<channel>.on).
+                key_node.tag = STR_TAG
             dotted = f"{prefix}{key_node.value}" if isinstance(key_node, yaml.ScalarNode) else ""
             if isinstance(key_node, yaml.ScalarNode):
                 identity = (key_node.tag, key_node.value)
@@ -527,6 +540,8 @@ def _merge_file(
                 )
             if isinstance(value, str):
                 value = str(_absolute(Path(value), path.parent))
+        elif dotted in OPTIONAL_PATH_KEYS and isinstance(value, str) and value.strip():
+            value = str(_absolute(Path(value.strip()), path.parent))
         tree[key] = copy.deepcopy(value)
         for leaf in _leaves({key: value}, prefix) if isinstance(value, Mapping) else [dotted]:
             sources[leaf] = f"file {path}"

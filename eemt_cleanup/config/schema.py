@@ -12,7 +12,16 @@ import re
 import reprlib
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
 
 from eemt_cleanup.report.escape import printable
 from eemt_cleanup.timeparse import resolve_zone
@@ -211,21 +220,175 @@ class Performance(Section):
     )
 
 
-class EmailNotifications(Section):
-    enabled: StrictBool = Field(
-        False,
-        description="Send a report by e-mail after each run (delivered by a later release; accepted and validated now).",
-    )
+NoticeKind = Literal["failure", "success", "alert"]
+TlsMode = Literal["starttls", "ssl", "none"]
+_MAX_INTERVAL_SECONDS = 366 * 86400
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "ip6-localhost"})
+
+
+def _duration(value: str, limit: float = _MAX_INTERVAL_SECONDS) -> str:
+    from eemt_cleanup.timeparse import parse_duration
+
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        raise ValueError(f"must be a duration like 6h, 30m, 1d or 0, got {quote(value)}") from None
+    if seconds > limit:
+        raise ValueError(f"must be at most {int(limit // 86400)} days, got {quote(value)}")
+    return value.strip()
+
+
+def _web_url(value: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        # The URL is a secret: only its scheme is echoed.
+        raise ValueError(
+            f"must be an http:// or https:// URL, got one starting {quote(parts.scheme or value[:8])}"
+        )
+    return value.strip()
+
+
+ON_HELP = "Which notices this channel sends: failure (a run that exits non-zero), success, alert (a disk alert crossed, see alerts). A change between failure and success is always sent, even when only one of them is listed."
+INTERVAL_HELP = "At most one notice per this duration (6h, 30m, 1d; 0 = no limit). Notices held back are counted and mentioned in the next one; a change between failure and success is always sent."
+
+
+def _default_on() -> list[NoticeKind]:
+    return ["failure", "alert"]
+
+
+class Channel(Section):
+    """What every notification channel has (declared last in each): ``on`` and
+    ``min_interval``."""
+
+    @field_validator("min_interval", check_fields=False)
+    @classmethod
+    def _interval(cls, value: str) -> str:
+        return _duration(value)
+
+    @property
+    def min_interval_seconds(self) -> float:
+        from eemt_cleanup.timeparse import parse_duration
+
+        return parse_duration(getattr(self, "min_interval", "0"))
+
+
+class EmailNotifications(Channel):
+    enabled: StrictBool = Field(False, description="Send the cleanup report by e-mail.")
     smtp_server: StrictStr = Field("localhost", description="SMTP host.")
+    smtp_port: StrictInt = Field(
+        25, ge=1, le=65535, description="SMTP port (25 plain, 587 starttls, 465 ssl)."
+    )
+    tls: TlsMode = Field(
+        "none",
+        description="starttls (upgrade after connecting), ssl (TLS from the start) or none. Credentials are never sent without TLS to a host other than this machine.",
+    )
+    sender: StrictStr = Field(
+        "", description="From address (empty: eemt-cleanup@<this host's name>)."
+    )
+    username: StrictStr = Field("", description="SMTP login (empty: no login).")
+    password_env: StrictStr = Field(
+        "",
+        description="Name of the environment variable holding the SMTP password (never the password itself: it does not belong in this file).",
+    )
+    password_file: StrictStr = Field(
+        "",
+        description="File holding the SMTP password (its first line), e.g. a mounted secret. Relative to this file's directory.",
+    )
     recipients: list[StrictStr] = Field(default_factory=list, description="Addresses to send to.")
+    timeout_seconds: Seconds = Field(
+        20, gt=0, le=300, description="How long one SMTP conversation may take."
+    )
+    on: list[NoticeKind] = Field(default_factory=_default_on, description=ON_HELP)
+    min_interval: StrictStr = Field("0", description=INTERVAL_HELP)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_password_here(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "password" in data:
+            raise ValueError(
+                "password: not allowed in the config file; give password_env (an environment"
+                " variable's name) or password_file"
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _complete(self) -> EmailNotifications:
+        if self.password_env and self.password_file:
+            raise ValueError("give password_env or password_file, not both")
+        if self.password_env and not _IDENTIFIER.match(self.password_env):
+            raise ValueError(
+                f"password_env: must be an environment variable's name, got {quote(self.password_env)}"
+            )
+        if self.enabled:
+            if not self.recipients:
+                raise ValueError("recipients: must name at least one address when enabled")
+            for address in self.recipients:
+                if "@" not in address or any(c in address for c in "\r\n,;<> "):
+                    raise ValueError(f"recipients: not an e-mail address: {quote(address)}")
+            if (self.password_env or self.password_file) and not self.username:
+                raise ValueError("username: must be set when a password is given")
+            if (
+                self.username
+                and self.tls == "none"
+                and self.smtp_server.strip().lower() not in _LOOPBACK_HOSTS
+            ):
+                raise ValueError(
+                    f"tls: 'none' would send the password in clear text to {quote(self.smtp_server)};"
+                    " use starttls or ssl"
+                )
+        return self
 
 
-class SlackNotifications(Section):
+class SlackNotifications(Channel):
     enabled: StrictBool = Field(
         False,
-        description="Post a report to Slack after each run (delivered by a later release; accepted and validated now).",
+        description="Post the cleanup report to a Slack incoming webhook (Mattermost and Rocket.Chat accept the same payload).",
     )
-    webhook_url: StrictStr = Field("", description="Incoming-webhook URL.")
+    webhook_url: StrictStr = Field(
+        "",
+        description="Incoming-webhook URL. It is a secret: config show, logs and JSON show only its host.",
+    )
+    timeout_seconds: Seconds = Field(10, gt=0, le=300, description="How long one POST may take.")
+    retries: StrictInt = Field(
+        2,
+        ge=0,
+        le=10,
+        description="Retries after a failed POST (timeouts, 5xx, 429), with backoff.",
+    )
+    on: list[NoticeKind] = Field(default_factory=_default_on, description=ON_HELP)
+    min_interval: StrictStr = Field("0", description=INTERVAL_HELP)
+
+    @model_validator(mode="after")
+    def _url_when_enabled(self) -> SlackNotifications:
+        if self.enabled or self.webhook_url:
+            if not self.webhook_url.strip():
+                raise ValueError("webhook_url: must be set when enabled")
+            _web_url(self.webhook_url)
+        return self
+
+
+class AppriseNotifications(Channel):
+    enabled: StrictBool = Field(
+        False,
+        description="Send the report through apprise (ntfy, Teams, Discord, Telegram, ...; install eemt-cleanup[notify]).",
+    )
+    urls: list[StrictStr] = Field(
+        default_factory=list,
+        description="Apprise URLs (ntfy://host/topic, msteams://..., discord://...). Secrets: shown only by scheme.",
+    )
+    on: list[NoticeKind] = Field(default_factory=_default_on, description=ON_HELP)
+    min_interval: StrictStr = Field("0", description=INTERVAL_HELP)
+
+    @model_validator(mode="after")
+    def _urls_when_enabled(self) -> AppriseNotifications:
+        if self.enabled and not self.urls:
+            raise ValueError("urls: must name at least one URL when enabled")
+        for url in self.urls:
+            if "://" not in url:
+                raise ValueError("urls: each must be an apprise URL (scheme://...)")
+        return self
 
 
 class Notifications(Section):
@@ -233,7 +396,69 @@ class Notifications(Section):
         default_factory=EmailNotifications, description="E-mail reports."
     )
     slack: SlackNotifications = Field(
-        default_factory=SlackNotifications, description="Slack reports."
+        default_factory=SlackNotifications, description="Slack (or compatible) webhook reports."
+    )
+    apprise: AppriseNotifications = Field(
+        default_factory=AppriseNotifications, description="Every other service, through apprise."
+    )
+
+
+class Metrics(Section):
+    textfile: StrictStr = Field(
+        "",
+        description="Write Prometheus metrics here after every run and status, atomically, for node_exporter's textfile collector (e.g. /var/lib/node_exporter/textfile/eemt_cleanup.prom; empty = off). Relative to this file's directory.",
+    )
+
+    @field_validator("textfile")
+    @classmethod
+    def _prom_file(cls, value: str) -> str:
+        if value.strip() and not value.strip().endswith(".prom"):
+            raise ValueError(
+                f"must end in .prom (node_exporter reads only those), got {quote(value)}"
+            )
+        return value.strip()
+
+
+class Alerts(Section):
+    max_results_bytes: StrictInt | StrictStr | None = Field(
+        None,
+        description="Alert when the not-yet-cleaned job data in paths.results exceeds this (bytes, or a size such as 100G; null = off).",
+    )
+    min_free_percent: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None = Field(
+        None,
+        description="Alert when the filesystem of a root (uploads, results, temp) has less free space than this percentage (null = off).",
+    )
+
+    @field_validator("max_results_bytes")
+    @classmethod
+    def _size(cls, value: int | str | None) -> int | str | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            from eemt_cleanup.humanize_size import parse_size
+
+            try:
+                value = parse_size(value)
+            except ValueError:
+                raise ValueError(f"must be bytes or a size like 100G, got {quote(value)}") from None
+        if value <= 0:
+            raise ValueError(f"must be positive, got {quote(value)}")
+        return value
+
+    @property
+    def results_limit(self) -> int | None:
+        value = self.max_results_bytes
+        return None if value is None else int(value)
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_results_bytes is not None or self.min_free_percent is not None
+
+
+class Usage(Section):
+    sample_after_run: StrictBool = Field(
+        False,
+        description="After every real run, measure the data of the jobs not yet cleaned and store a usage sample (what report draws). Always on when metrics, alerts or a notification channel are on; status always stores one. The measurement walks the remaining job data, like du.",
     )
 
 
@@ -341,12 +566,23 @@ class Settings(Section):
         default_factory=Performance, description="Parallelism and batching."
     )
     notifications: Notifications = Field(
-        default_factory=Notifications, description="Reports after a run."
+        default_factory=Notifications,
+        description="Notices after a real run (and alert notices after status). A channel that fails is logged and listed in the run's JSON; it never changes the exit code. Test with: eemt-cleanup notify --test",
     )
     jobs: Jobs = Field(
         default_factory=Jobs, description="The jobs table: name, statuses, columns and time zones."
     )
     logging: Logging = Field(default_factory=Logging, description="Logging.")
+    metrics: Metrics = Field(
+        default_factory=Metrics, description="Prometheus metrics (see also eemt-cleanup metrics)."
+    )
+    alerts: Alerts = Field(
+        default_factory=Alerts,
+        description="Disk alerts, checked on every run and status: a line in the output, the JSON alerts list, a metric and an alert notice.",
+    )
+    usage: Usage = Field(
+        default_factory=Usage, description="Usage history, for eemt-cleanup report."
+    )
 
     @field_validator("jobs")
     @classmethod
@@ -371,3 +607,30 @@ class Settings(Section):
 def default_tree() -> dict[str, Any]:
     """The built-in defaults as a nested dict."""
     return Settings().model_dump()
+
+
+# Keys whose values are secrets: config show, logs and JSON show only their scheme and host.
+SECRET_KEYS = frozenset({"notifications.slack.webhook_url", "notifications.apprise.urls"})
+
+
+def redact(key: str, value: Any) -> Any:
+    """``value`` of ``key`` as it may be shown: a secret URL keeps its scheme and host."""
+    if key not in SECRET_KEYS or not value:
+        return value
+    if isinstance(value, list):
+        return [redact(key, item) for item in value]
+    return redact_url(str(value))
+
+
+def redact_url(url: str) -> str:
+    """``https://hooks.slack.com/services/T0/B0/XyZ`` → ``https://hooks.slack.com/***``."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        return "***"
+    if parts.scheme in ("http", "https") and host:
+        return f"{parts.scheme}://{host}/***"
+    return f"{parts.scheme}://***" if parts.scheme else "***"

@@ -48,7 +48,10 @@ def _render(model: BaseModel, depth: int) -> list[str]:
             if depth == 0:
                 lines.append("")
         else:
-            lines.append(f"{indent}{name}: {_scalar(value)}")
+            # Quoted where YAML 1.1 would read the bare key as a boolean (`on`); our loader
+            # takes either, other YAML tools need the quotes.
+            key = f'"{name}"' if name in ("on", "off", "yes", "no") else name
+            lines.append(f"{indent}{key}: {_scalar(value)}")
     return lines
 
 

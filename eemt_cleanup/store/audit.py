@@ -9,7 +9,7 @@ from typing import Any
 
 from eemt_cleanup.config.schema import Jobs
 from eemt_cleanup.store.db import CLEANED_COLUMN, SIZE_COLUMN, write_transaction
-from eemt_cleanup.store.migrations import AUDIT_TABLE, LOG_TABLE
+from eemt_cleanup.store.migrations import AUDIT_TABLE, COUNTS_TABLE, LOG_TABLE
 
 MEBIBYTE = 1024 * 1024
 
@@ -42,6 +42,7 @@ class JobMark:
     kind: str = "successful"
     bytes_freed: int = 0
     files_deleted: int = 0
+    status: str = ""  # the job's status, for the per-status counters (cleanup_counts)
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,25 @@ def write_batch(
                 run.run_id,
             ),
         )
+        _count_by_status(conn, run.run_id, timestamp, counted)
     return written
+
+
+def _count_by_status(
+    conn: sqlite3.Connection, run_id: str, timestamp: str, counted: Sequence[JobMark]
+) -> None:
+    """One cleanup_counts row per status of the marks just written (same transaction)."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for mark in counted:
+        totals = groups.setdefault((mark.status or mark.kind, mark.kind), [0, 0, 0])
+        totals[0] += 1
+        totals[1] += mark.bytes_freed
+        totals[2] += mark.files_deleted
+    conn.executemany(
+        f"INSERT INTO {COUNTS_TABLE} (run_id, recorded_at, status, kind, jobs, bytes_freed, "
+        "files_deleted) VALUES (?,?,?,?,?,?,?)",
+        [(run_id, timestamp, status, kind, *totals) for (status, kind), totals in groups.items()],
+    )
 
 
 def store_sizes(conn: sqlite3.Connection, jobs: Jobs, sizes: Sequence[tuple[Any, int]]) -> None:

@@ -18,6 +18,47 @@ MIGRATIONS_TABLE = "_sqlite_migrations"
 
 AUDIT_TABLE = "cleanup_audit"
 LOG_TABLE = "cleanup_log"
+COUNTS_TABLE = "cleanup_counts"
+USAGE_TABLE = "cleanup_usage"
+NOTICES_TABLE = "cleanup_notices"
+
+# Jobs cleaned per status, one row per batch and status, written in the batch's own
+# transaction: the cumulative counters of the metrics are sums over it.
+COUNTS_COLUMNS: dict[str, str] = {
+    "run_id": "TEXT",
+    "recorded_at": "TEXT",
+    "status": "TEXT",
+    "kind": "TEXT",
+    "jobs": "INTEGER",
+    "bytes_freed": "INTEGER",
+    "files_deleted": "INTEGER",
+}
+# Usage samples: one sample (sample_id) per real run and per status, a row per scope/name:
+# scope 'status' (name = job status), 'root' (name = uploads/results/temp, with the
+# filesystem's size and free space), 'due' (name = 'all': what is due now).
+USAGE_COLUMNS: dict[str, str] = {
+    "sample_id": "TEXT",
+    "taken_at": "TEXT",
+    "source": "TEXT",
+    "run_id": "TEXT",
+    "scope": "TEXT",
+    "name": "TEXT",
+    "jobs": "INTEGER",
+    "bytes": "INTEGER",
+    "fs_size": "INTEGER",
+    "fs_free": "INTEGER",
+}
+# Every notice decided, per channel: sent, suppressed (rate limit), failed, or unwanted (its
+# kind is not in the channel's `on`); what the rate limit and "what changed" read.
+NOTICES_COLUMNS: dict[str, str] = {
+    "at": "TEXT",
+    "channel": "TEXT",
+    "kind": "TEXT",
+    "decision": "TEXT",
+    "run_id": "TEXT",
+    "error": "TEXT",
+    "suppressed_before": "INTEGER",
+}
 
 AUDIT_COLUMNS: dict[str, str] = {
     "timestamp": "TEXT",
@@ -79,6 +120,9 @@ def migration_names(status: str, dem_filename: str) -> list[str]:
         f"004_due_index_{status}",
         f"005_upload_index_{dem_filename}",
         "006_cleanup_log_forced_dry_run",
+        "007_cleanup_counts",
+        "008_cleanup_usage",
+        "009_cleanup_notices",
     ]
 
 
@@ -106,6 +150,26 @@ def build_migrations(jobs_table: str) -> Migrations:
         _ensure_table(db.conn, LOG_TABLE, LOG_COLUMNS)
         db.conn.execute(
             f'CREATE INDEX IF NOT EXISTS "idx_{LOG_TABLE}_run_id" ON "{LOG_TABLE}" ("run_id")'
+        )
+
+    @migrations(name="007_cleanup_counts")
+    def cleanup_counts(db: Any) -> None:
+        _ensure_table(db.conn, COUNTS_TABLE, COUNTS_COLUMNS)
+
+    @migrations(name="008_cleanup_usage")
+    def cleanup_usage(db: Any) -> None:
+        _ensure_table(db.conn, USAGE_TABLE, USAGE_COLUMNS)
+        db.conn.execute(
+            f'CREATE INDEX IF NOT EXISTS "idx_{USAGE_TABLE}_taken_at" '
+            f'ON "{USAGE_TABLE}" ("taken_at")'
+        )
+
+    @migrations(name="009_cleanup_notices")
+    def cleanup_notices(db: Any) -> None:
+        _ensure_table(db.conn, NOTICES_TABLE, NOTICES_COLUMNS)
+        db.conn.execute(
+            f'CREATE INDEX IF NOT EXISTS "idx_{NOTICES_TABLE}_channel" '
+            f'ON "{NOTICES_TABLE}" ("channel", "id")'
         )
 
     return migrations
