@@ -12,7 +12,7 @@ from typing import Any
 from eemt_cleanup.config.loader import LoadedConfig
 from eemt_cleanup.fs.names import NameRefused
 from eemt_cleanup.lock import Holder, find_holder
-from eemt_cleanup.models import Kept, Skip, SkipReason, kept_kinds
+from eemt_cleanup.models import Kept, Root, Skip, SkipReason, kept_kinds
 from eemt_cleanup.policy import Decision, Policy, Verdict, decide, owned_artifacts
 from eemt_cleanup.site import Site, open_site
 from eemt_cleanup.store import audit as audit_store
@@ -40,8 +40,20 @@ class StatusGroup:
 
 
 @dataclass
+class RootTally:
+    """Not-yet-cleaned jobs with data in one root, and the bytes of that data."""
+
+    root: str
+    jobs: int = 0
+    bytes_used: int = 0
+
+
+@dataclass
 class Inventory:
     groups: dict[str, StatusGroup] = field(default_factory=dict)
+    roots: dict[str, RootTally] = field(
+        default_factory=lambda: {str(root): RootTally(str(root)) for root in Root}
+    )
     next_due_at: datetime | None = None
     next_due_job: str | None = None
     last_run: dict[str, Any] | None = None
@@ -149,6 +161,8 @@ class _Size:
     own: int  # results dir, archive and temp dir
     upload: str | None
     upload_bytes: int
+    results: int = 0  # of ``own``: the results dir and the archive
+    temp: int = 0  # of ``own``: the temp dir
 
     @property
     def total(self) -> int:
@@ -169,6 +183,7 @@ def _measure(site: Site, decisions: list[Decision]) -> dict[int, _Size]:
         except NameRefused:
             return None
         own, upload, upload_bytes = 0, None, 0
+        per_root = {str(root): 0 for root in Root}
         for artifact in artifacts:
             size = deleter.remove(
                 artifact.root,
@@ -177,11 +192,12 @@ def _measure(site: Site, decisions: list[Decision]) -> dict[int, _Size]:
                 frozenset(),
                 file_only=not artifact.directory,
             ).bytes_freed
+            per_root[str(artifact.root)] += size
             if artifact.root == "uploads":
                 upload, upload_bytes = artifact.name, size
             else:
                 own += size
-        return index, _Size(own, upload, upload_bytes)
+        return index, _Size(own, upload, upload_bytes, per_root[Root.RESULTS], per_root[Root.TEMP])
 
     workers = site.workers
     deleter = site.deleter(meter)
@@ -200,10 +216,13 @@ def _aggregate(inventory: Inventory, decisions: list[Decision], sizes: dict[int,
         group.jobs += 1
         measured = sizes.get(index, _Size(0, None, 0))
         size = measured.own
+        _tally(inventory.roots[Root.RESULTS], measured.results)
+        _tally(inventory.roots[Root.TEMP], measured.temp)
         if measured.upload is not None and measured.upload not in counted_uploads:
             # A shared upload occupies the disk once: count it with the first job seen.
             counted_uploads.add(measured.upload)
             size += measured.upload_bytes
+            _tally(inventory.roots[Root.UPLOADS], measured.upload_bytes)
         group.bytes_used += size
         if decision.verdict is Verdict.DUE:
             group.due_now += 1
@@ -222,6 +241,12 @@ def _aggregate(inventory: Inventory, decisions: list[Decision], sizes: dict[int,
             inventory.refused.add(_skip(decision, SkipReason.REFUSED))
         if decision.verdict is Verdict.CLOCK_SKEW:
             inventory.kept[SkipReason.CLOCK_SKEW].add(_skip(decision, SkipReason.CLOCK_SKEW))
+
+
+def _tally(tally: RootTally, size: int) -> None:
+    if size:
+        tally.jobs += 1
+        tally.bytes_used += size
 
 
 def _skip(decision: Decision, code: SkipReason) -> Skip:

@@ -14,7 +14,7 @@ import typer
 import typer.main
 
 from eemt_cleanup import __version__
-from eemt_cleanup.cli import info_cmds, run_cmd
+from eemt_cleanup.cli import info_cmds, metrics_cmd, notify_cmd, report_cmd, run_cmd
 from eemt_cleanup.cli.common import examples
 from eemt_cleanup.cli.config_cmd import config_app
 from eemt_cleanup.cli.streams import guard_standard_streams
@@ -53,6 +53,9 @@ app.command("run", help=run_cmd.RUN_HELP, epilog=run_cmd.RUN_EPILOG)(run_cmd.run
 app.command("status", epilog=info_cmds.STATUS_EPILOG)(info_cmds.status)
 app.command("history", epilog=info_cmds.HISTORY_EPILOG)(info_cmds.history)
 app.command("audit", epilog=info_cmds.AUDIT_EPILOG)(info_cmds.audit)
+app.command("metrics", epilog=metrics_cmd.METRICS_EPILOG)(metrics_cmd.metrics)
+app.command("notify", epilog=notify_cmd.NOTIFY_EPILOG)(notify_cmd.notify)
+app.command("report", epilog=report_cmd.REPORT_EPILOG)(report_cmd.report)
 app.add_typer(config_app, name="config")
 
 

@@ -244,3 +244,14 @@ def _json_error(message: str) -> None:
     from eemt_cleanup.report.json_out import dumps
 
     print(dumps({"success": False, "errors": [message]}))
+
+
+def own_output_only() -> None:
+    """For commands that print what the core did themselves (notify, status): keep the
+    core's warnings about the same thing (a channel that failed) from also reaching stderr
+    through Python's last-resort handler."""
+    import logging
+
+    logger = logging.getLogger("eemt_cleanup")
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())

@@ -18,6 +18,7 @@ from eemt_cleanup.cli.common import (
     UploadsOption,
     examples,
     handle_errors,
+    own_output_only,
     path_overrides,
 )
 from eemt_cleanup.errors import ConfigError
@@ -80,6 +81,11 @@ def status(
         config_path=config, overrides=path_overrides(db_path, uploads_dir, results_dir, temp_dir)
     )
     inventory = take_inventory(loaded, measure=not no_measure, store_sizes=not no_measure)
+    from eemt_cleanup.outlets import after_status
+
+    own_output_only()  # a failed alert notice is a line of ours
+    # The usage sample (stored for report and the metrics), alerts, textfile, alert notices.
+    out = after_status(loaded, inventory)
     groups = sorted(inventory.groups.values(), key=lambda g: g.status)
     running = inventory.running
     if json_output:
@@ -119,14 +125,24 @@ def status(
                     },
                     "problems": inventory.problems,
                     "notes": inventory.notes,
+                    **out.json_keys(),
                 }
             )
         )
         return
 
+    from eemt_cleanup.report.escape import printable
     from eemt_cleanup.report.info_tables import status_lines, status_table
 
-    _show([status_table(groups, inventory.measured)], status_lines(inventory))
+    lines = status_lines(inventory)
+    lines += [f"ALERT: {alert.message}" for alert in out.alerts]
+    lines += [
+        f"{result.channel}: alert notice {result.decision}"
+        + (f" ({result.error})" if result.error else "")
+        for result in out.notifications
+    ]
+    lines += [f"Note: {printable(problem)}" for problem in out.problems]
+    _show([status_table(groups, inventory.measured)], lines)
 
 
 @handle_errors(json_arg="json_output")

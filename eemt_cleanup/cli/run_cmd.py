@@ -164,6 +164,14 @@ def execute(
         TRACE_SQL.enabled = True
     if events_jsonl:
         subscribers.append(_jsonl_writer(sys.stdout))
+    outlets = None
+    if settings.reports_wanted and not dry_run:
+        # Usage sample, alerts, metrics textfile, notices: after the run, never changing
+        # its outcome. Not even imported when none is configured.
+        from eemt_cleanup.outlets import Outlets
+
+        outlets = Outlets(loaded)
+        subscribers.append(outlets)
     try:
         if console is not None:
             from eemt_cleanup.report.tables import progress_bar, render_report
@@ -176,7 +184,8 @@ def execute(
         if json_output:
             from eemt_cleanup.report.json_out import dumps, report_to_dict
 
-            print(dumps(report_to_dict(report)))
+            out = outlets.result if outlets is not None else None
+            print(dumps(report_to_dict(report, out)))
         return exit_code(report)
     finally:
         _restore_signal_handlers(previous)

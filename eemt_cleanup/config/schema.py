@@ -402,6 +402,10 @@ class Notifications(Section):
         default_factory=AppriseNotifications, description="Every other service, through apprise."
     )
 
+    @property
+    def any_enabled(self) -> bool:
+        return self.email.enabled or self.slack.enabled or self.apprise.enabled
+
 
 class Metrics(Section):
     textfile: StrictStr = Field(
@@ -583,6 +587,17 @@ class Settings(Section):
     usage: Usage = Field(
         default_factory=Usage, description="Usage history, for eemt-cleanup report."
     )
+
+    @property
+    def reports_wanted(self) -> bool:
+        """Whether anything goes out after a real run (a usage sample, alerts, the metrics
+        textfile, notices): when nothing is configured, a run loads none of it."""
+        return (
+            self.notifications.any_enabled
+            or bool(self.metrics.textfile)
+            or self.alerts.enabled
+            or self.usage.sample_after_run
+        )
 
     @field_validator("jobs")
     @classmethod

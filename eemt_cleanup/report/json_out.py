@@ -8,10 +8,21 @@ from typing import Any
 
 from eemt_cleanup.models import RunReport
 
+# What a run without reports going out (none configured, or a dry run) adds to its object.
+NO_REPORTS: dict[str, Any] = {
+    "alerts": [],
+    "notifications": [],
+    "metrics": None,
+    "usage": None,
+    "report_problems": [],
+}
 
-def report_to_dict(report: RunReport) -> dict[str, Any]:
-    """The run as the SPEC's JSON object (a dry run describes what would happen)."""
+
+def report_to_dict(report: RunReport, reports: Any = None) -> dict[str, Any]:
+    """The run as the SPEC's JSON object (a dry run describes what would happen), with
+    what went out after it (``outlets.ReportsOut``: alerts, notices, metrics, usage)."""
     data: dict[str, Any] = report.summary().model_dump(mode="json")
+    data.update(reports.json_keys() if reports is not None else NO_REPORTS)
     return data
 
 

@@ -152,33 +152,14 @@ def build_migrations(jobs_table: str) -> Migrations:
             f'CREATE INDEX IF NOT EXISTS "idx_{LOG_TABLE}_run_id" ON "{LOG_TABLE}" ("run_id")'
         )
 
-    @migrations(name="007_cleanup_counts")
-    def cleanup_counts(db: Any) -> None:
-        _ensure_table(db.conn, COUNTS_TABLE, COUNTS_COLUMNS)
-
-    @migrations(name="008_cleanup_usage")
-    def cleanup_usage(db: Any) -> None:
-        _ensure_table(db.conn, USAGE_TABLE, USAGE_COLUMNS)
-        db.conn.execute(
-            f'CREATE INDEX IF NOT EXISTS "idx_{USAGE_TABLE}_taken_at" '
-            f'ON "{USAGE_TABLE}" ("taken_at")'
-        )
-
-    @migrations(name="009_cleanup_notices")
-    def cleanup_notices(db: Any) -> None:
-        _ensure_table(db.conn, NOTICES_TABLE, NOTICES_COLUMNS)
-        db.conn.execute(
-            f'CREATE INDEX IF NOT EXISTS "idx_{NOTICES_TABLE}_channel" '
-            f'ON "{NOTICES_TABLE}" ("channel", "id")'
-        )
-
     return migrations
 
 
 def due_index_migration(
     migrations: Migrations, jobs_table: str, status: str, dem_filename: str
 ) -> None:
-    """Register the indexes behind "which jobs are due" and "who uses this upload".
+    """Register the indexes behind "which jobs are due" and "who uses this upload", and
+    the migrations after them (006 onwards), so that the set applies in its names' order.
 
     The due index is partial: cleaned jobs are not in it, so planning never scans them.
     """
@@ -201,6 +182,26 @@ def due_index_migration(
     def cleanup_log_forced_dry_run(db: Any) -> None:
         # Which setting forced a run to be a dry run (EEMT_CLEANUP_DRY_RUN), for history.
         _append_columns(db.conn, LOG_TABLE, {"dry_run_forced_by": "TEXT"})
+
+    @migrations(name="007_cleanup_counts")
+    def cleanup_counts(db: Any) -> None:
+        _ensure_table(db.conn, COUNTS_TABLE, COUNTS_COLUMNS)
+
+    @migrations(name="008_cleanup_usage")
+    def cleanup_usage(db: Any) -> None:
+        _ensure_table(db.conn, USAGE_TABLE, USAGE_COLUMNS)
+        db.conn.execute(
+            f'CREATE INDEX IF NOT EXISTS "idx_{USAGE_TABLE}_taken_at" '
+            f'ON "{USAGE_TABLE}" ("taken_at")'
+        )
+
+    @migrations(name="009_cleanup_notices")
+    def cleanup_notices(db: Any) -> None:
+        _ensure_table(db.conn, NOTICES_TABLE, NOTICES_COLUMNS)
+        db.conn.execute(
+            f'CREATE INDEX IF NOT EXISTS "idx_{NOTICES_TABLE}_channel" '
+            f'ON "{NOTICES_TABLE}" ("channel", "id")'
+        )
 
 
 def applied(conn: sqlite3.Connection, jobs_table: str) -> set[str]:

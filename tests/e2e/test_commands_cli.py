@@ -59,6 +59,12 @@ STATUS_KEYS = {
     "problems",
     "notes",
     "sizes_stored",
+    # What went out after it (issue #10): its usage sample, alerts, notices, metrics.
+    "usage",
+    "alerts",
+    "notifications",
+    "metrics",
+    "report_problems",
 }
 
 
@@ -313,9 +319,13 @@ def test_status_on_a_read_only_database_measures_and_says_sizes_were_not_stored(
     assert result.code == 0, result.stderr
     assert tab_rows(result.stdout)[1:], "the table is shown"
     notes = [line for line in result.stdout.splitlines() if line.startswith("Note: ")]
-    assert len(notes) == 1 and "sizes not stored in data_size_mb" in notes[0], result.stdout
+    assert notes == [
+        "Note: sizes not stored in data_size_mb: attempt to write a readonly database",
+        "Note: the usage sample could not be stored: attempt to write a readonly database",
+    ], result.stdout
     data = json.loads(as_json.stdout)
     assert data["sizes_stored"] is False and data["measured"] is True
+    assert data["report_problems"] == [notes[1].removeprefix("Note: ")]
     assert snapshot(demo_base.path) == before
 
 

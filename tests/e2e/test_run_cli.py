@@ -67,6 +67,12 @@ TOP_KEYS = {
     "dry_run_forced_by",
     "never_cleaned",
     "recorded_late",
+    # What went out after the run (issue #10): empty when nothing is configured.
+    "alerts",
+    "notifications",
+    "metrics",
+    "usage",
+    "report_problems",
 }
 DETAIL_KEYS = {
     "job_id",

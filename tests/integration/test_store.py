@@ -16,7 +16,12 @@ from conftest import create_jobs_db
 from eemt_cleanup.config.schema import Jobs
 from eemt_cleanup.errors import DatabaseError
 from eemt_cleanup.store.db import JobStore, check_jobs_table, connect, write_transaction
-from eemt_cleanup.store.migrations import migrate
+from eemt_cleanup.store.migrations import (
+    COUNTS_COLUMNS,
+    NOTICES_COLUMNS,
+    USAGE_COLUMNS,
+    migrate,
+)
 
 WEB_COLUMNS = [
     "id",
@@ -68,6 +73,9 @@ MIGRATION_NAMES = [
     "004_due_index_status",
     "005_upload_index_dem_filename",
     "006_cleanup_log_forced_dry_run",
+    "007_cleanup_counts",
+    "008_cleanup_usage",
+    "009_cleanup_notices",
 ]
 REFERENCE_AUDIT_DDL = """
 CREATE TABLE cleanup_audit (
@@ -152,6 +160,17 @@ def test_migration_creates_audit_and_log_tables_with_the_spec_columns(tmp_path: 
             "ORDER BY id"
         ).fetchall()
         assert [name for (name,) in applied] == MIGRATION_NAMES
+    finally:
+        conn.close()
+
+
+def test_migration_creates_the_append_only_tables_of_the_reports(tmp_path: Path) -> None:
+    conn = migrated(tmp_path / "jobs.db", [])
+    try:
+        assert columns(conn, "cleanup_counts") == ["id", *COUNTS_COLUMNS]
+        assert columns(conn, "cleanup_usage") == ["id", *USAGE_COLUMNS]
+        assert columns(conn, "cleanup_notices") == ["id", *NOTICES_COLUMNS]
+        assert not conn.in_transaction
     finally:
         conn.close()
 
