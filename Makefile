@@ -42,6 +42,11 @@ demo: compile
 	@echo
 	$(BIN)/eemt-cleanup history --config $(DEMO_CONFIG)
 	@echo
+	@echo "== Prometheus metrics (counters from the database; see README 'Dashboards, chat and mail') =="
+	$(BIN)/eemt-cleanup metrics --config $(DEMO_CONFIG) | grep -v '^#' | grep -E 'runs_total|cleaned_total|freed_bytes|storage_usage_bytes'
+	@echo
+	$(BIN)/eemt-cleanup report --config $(DEMO_CONFIG)
+	@echo
 	@echo "The demo base directory is $(DEMO_DIR) (log: $(DEMO_DIR)/logs/cleanup.log)."
 
 test: $(VENV)/.installed

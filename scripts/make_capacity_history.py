@@ -85,6 +85,7 @@ def history(conn: sqlite3.Connection, *, days: int, now: datetime, fs_size: int,
         freed_failed = sum(rng.uniform(0.2, 1.8) * JOB_GB["failed"] for _ in range(cleaned_failed))
         _counts(conn, night, "completed", "successful", cleaned_completed, freed_completed)
         _counts(conn, night, "failed", "failed", cleaned_failed, freed_failed)
+        _run_row(conn, night, cleaned_completed, cleaned_failed, freed_completed + freed_failed)
         # During the day users ran jobs: more written than the night freed, on average.
         completed += rng.uniform(25.0, 45.0) - freed_completed
         failed = max(0.5, failed + rng.uniform(0.5, 2.5) - freed_failed)
@@ -107,6 +108,7 @@ def history(conn: sqlite3.Connection, *, days: int, now: datetime, fs_size: int,
                 sample_id=str(uuid.uuid4()),
                 taken_at=moment,
                 source="run" if moment == night else "status",
+                run_id=f"history-{night:%Y%m%d}" if moment == night else None,
                 by_status=[
                     StatusUsage(status=status, jobs=max(1, int(gb / 9)), bytes=int(gb * GIB))
                     for status, gb in (
@@ -143,6 +145,35 @@ def history(conn: sqlite3.Connection, *, days: int, now: datetime, fs_size: int,
             write_sample(conn, sample)
             samples += 1
     return samples
+
+
+def _run_row(
+    conn: sqlite3.Connection, night: datetime, successful: int, failed: int, gb: float
+) -> None:
+    """The nightly run's cleanup_log row (its counts as the batches summed them)."""
+    from eemt_cleanup.timeparse import format_utc
+
+    conn.execute(
+        "INSERT INTO cleanup_log (run_id, started_at, finished_at, trigger, user, host, pid, "
+        "dry_run, jobs_successful, jobs_failed, bytes_freed, files_deleted, errors, exit_code) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            f"history-{night:%Y%m%d}",
+            format_utc(night),
+            format_utc(night + timedelta(minutes=4)),
+            "cron",
+            "root",
+            "eemt-web",
+            1,
+            0,
+            successful,
+            failed,
+            int(gb * GIB),
+            (successful + failed) * 140,
+            0,
+            0,
+        ),
+    )
 
 
 def _counts(

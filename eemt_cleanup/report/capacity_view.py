@@ -112,9 +112,13 @@ def _header(status: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def daily_table(report: CapacityReport, order: Sequence[str] = ()) -> InfoTable:
+def daily_table(
+    report: CapacityReport, order: Sequence[str] = (), *, unit_in_headers: bool = False
+) -> InfoTable:
     """One row per day: date, data per status, job data in results/, the results
-    filesystem's free percentage, and what the cleanups freed that day."""
+    filesystem's free percentage, and what the cleanups freed that day. The unit is in the
+    title; ``unit_in_headers`` also puts it in each size column's header (plain output,
+    where no title is printed)."""
     statuses = status_columns(report, order)
     rows_bytes: list[tuple[DayUsage, dict[str, int] | None, int | None]] = []
     largest = 0
@@ -125,6 +129,7 @@ def daily_table(report: CapacityReport, order: Sequence[str] = ()) -> InfoTable:
         rows_bytes.append((day, per_status, results_bytes))
         largest = max(largest, day.freed_bytes, results_bytes or 0, *(per_status or {}).values())
     unit, size = unit_for(largest)
+    suffix = f" ({unit})" if unit_in_headers else ""
 
     def amount(value: int | None) -> str:
         return MISSING if value is None else f"{value / size:.1f}"
@@ -145,10 +150,10 @@ def daily_table(report: CapacityReport, order: Sequence[str] = ()) -> InfoTable:
         f"Storage per Day ({unit})",
         [
             Column("Date", Kind.FIXED),
-            *(Column(_header(status), Kind.NUMBER) for status in statuses),
-            Column("Results", Kind.NUMBER),
+            *(Column(_header(status) + suffix, Kind.NUMBER) for status in statuses),
+            Column("Results" + suffix, Kind.NUMBER),
             Column("Free", Kind.NUMBER),
-            Column("Freed", Kind.NUMBER),
+            Column("Freed" + suffix, Kind.NUMBER),
         ],
         rows,
         empty="No usage samples in this window.",
@@ -276,7 +281,7 @@ def show_report(
 ) -> None:
     """Write the capacity picture to ``stream`` (Rich when ``rich``, plain lines otherwise),
     then ``extra`` lines. ``order``: the configured statuses, in the order of the columns."""
-    tables = [daily_table(report, order)] if report.days else []
+    tables = [daily_table(report, order, unit_in_headers=not rich)] if report.days else []
     tables += current_tables(report)
     show(tables, [*report_lines(report), *extra], stream=stream, rich=rich)
 

@@ -182,7 +182,10 @@ def test_off_a_terminal_the_report_is_plain_text_with_sparklines(history: Histor
     assert result.code == 0, result.stderr
     lines = result.stdout.splitlines()
 
-    assert lines[0] == "Date\tCompleted\tFailed\tOther\tResults\tFree\tFreed"
+    # No title is printed off a terminal: the unit is in each size column's header.
+    assert lines[0] == (
+        "Date\tCompleted (GB)\tFailed (GB)\tOther (GB)\tResults (GB)\tFree\tFreed (GB)"
+    )
     assert lines[SAMPLES] == (
         f"{(history.now - timedelta(hours=1)).date().isoformat()}\t50.0\t1.0\t1.0\t50.0\t50%\t6.0"
     )
