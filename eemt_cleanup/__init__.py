@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 
     from eemt_cleanup.config.loader import LoadedConfig
     from eemt_cleanup.engine import RunOptions
-    from eemt_cleanup.inventory import Inventory
     from eemt_cleanup.models import RunReport
+    from eemt_cleanup.stocktake import Inventory
 
 # Keyword overrides of load_config(): the command line's flags, by their Python names.
 FLAG_KEYS = {
@@ -96,7 +96,7 @@ def inventory(
     """What ``status`` shows: disk used per status, what is due now (what :func:`plan`
     would free), when the next job becomes due, the last run and one in progress.
     ``store_sizes`` writes the measured sizes to ``data_size_mb`` (as ``status`` does)."""
-    from eemt_cleanup.inventory import take_inventory
+    from eemt_cleanup.stocktake import take_inventory
 
     return take_inventory(config, measure=measure, store_sizes=store_sizes)
 

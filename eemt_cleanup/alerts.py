@@ -53,18 +53,19 @@ def check_alerts(alerts: Alerts, sample: UsageSample | None) -> list[Alert]:
             )
         )
     if alerts.min_free_percent is not None:
-        filesystems: dict[tuple[int | None, int | None], list[str]] = {}
-        percent: dict[tuple[int | None, int | None], float] = {}
+        filesystems: dict[object, list[str]] = {}
+        percent: dict[object, float] = {}
+        free_bytes: dict[object, int] = {}
         for usage in sample.by_root:
             free = usage.free_percent
             if free is None or free >= alerts.min_free_percent:
                 continue
-            # Roots on one filesystem report the same size and free space: one alert.
-            key = (usage.fs_size, usage.fs_free)
+            # Roots on one filesystem (one device) make one alert.
+            key: object = usage.fs_id if usage.fs_id is not None else (usage.fs_size, usage.root)
             filesystems.setdefault(key, []).append(usage.root)
-            percent[key] = free
+            percent[key] = min(free, percent.get(key, free))
+            free_bytes[key] = usage.fs_free or 0
         for key, roots in filesystems.items():
-            free_bytes = key[1] or 0
             found.append(
                 Alert(
                     kind=AlertKind.MIN_FREE_PERCENT,
@@ -73,7 +74,7 @@ def check_alerts(alerts: Alerts, sample: UsageSample | None) -> list[Alert]:
                     threshold=alerts.min_free_percent,
                     message=(
                         f"the filesystem of {', '.join(roots)} has {percent[key]:.1f}% free "
-                        f"({human_size(free_bytes)}), under the alert threshold of "
+                        f"({human_size(free_bytes[key])}), under the alert threshold of "
                         f"{alerts.min_free_percent:g}% (alerts.min_free_percent)"
                     ),
                 )

@@ -1,7 +1,7 @@
 """The capacity picture (reference best practice 5, "Capacity Planning"): storage usage over
 time from the stored usage samples, what the cleanups freed per day, the last 24 hours (the
 reference's monitoring script), and a linear projection of when the results filesystem is
-full.
+full, fitted to each day's highest used space (see :func:`project`).
 
 Everything here reads the database (read-only) and computes; rendering is
 :mod:`eemt_cleanup.report.capacity_view` (terminal) and :mod:`eemt_cleanup.report.chart`
@@ -31,9 +31,12 @@ from eemt_cleanup.store.usage import (
 )
 
 SECONDS_PER_DAY = 86400.0
-# A trend needs at least two samples this far apart: two samples a minute apart would turn
-# noise (a job writing its results) into a confident date.
-MIN_SAMPLES = 2
+# Said with every projection (the --json "method", next to its sentence).
+METHOD = "least squares over each day's highest used space"
+# A trend needs the peaks of at least two days, the first and the last this far apart: two
+# peaks a minute apart (either side of midnight) would turn noise (a job writing its
+# results) into a confident date.
+MIN_DAYS = 2
 MIN_SPAN = timedelta(hours=1)
 # Below this growth (either way) the used space is called flat: no date is given.
 FLAT_BYTES_PER_DAY = 1024.0**2
@@ -89,15 +92,19 @@ class CleanedRecently(BaseModel):
 
 
 class Projection(BaseModel):
-    """A least-squares line through the results filesystem's used bytes over time.
+    """A least-squares line through each UTC day's highest used bytes of the results
+    filesystem (``method``; see :func:`project` for why the peaks).
 
-    The projection starts at the latest sample (``anchor_at``, ``anchor_used``: where the
-    disk really is, not where the fitted line puts it) and goes on at the fitted rate:
-    ``used(t) = used_at_until + growth_bytes_per_day * (t - until) / 1 day``.
+    The projection starts at the latest day's peak (``anchor_at``, ``anchor_used``: where
+    the disk really was, not where the fitted line puts it) and goes on at the fitted rate:
+    ``used(t) = used_at_until + growth_bytes_per_day * (t - until) / 1 day``. ``samples``
+    counts the samples of the filesystem in the window, ``peak_days`` the days whose peaks
+    were fitted, and ``span_hours`` is the time from the first peak to the last.
     """
 
     trend: Trend
     samples: int
+    peak_days: int = 0
     span_hours: float = 0.0
     growth_bytes_per_day: float | None = None
     anchor_at: UtcTime | None = None
@@ -107,6 +114,7 @@ class Projection(BaseModel):
     days_until_full: float | None = None
     full_at: UtcTime | None = None
     full_on: str | None = None  # YYYY-MM-DD, UTC
+    method: str = METHOD
     sentence: str
 
 
@@ -290,29 +298,51 @@ def fit_line(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
     return slope, intercept
 
 
+def daily_peaks(points: Sequence[FsPoint]) -> list[FsPoint]:
+    """Each UTC day's point with the highest used space (the earliest of equal ones),
+    oldest day first, from ``points`` oldest first."""
+    peaks: dict[str, FsPoint] = {}
+    for point in points:
+        day = day_of(point.taken_at)
+        if day not in peaks or point.used > peaks[day].used:
+            peaks[day] = point
+    return [peaks[day] for day in sorted(peaks)]
+
+
 def project(points: Sequence[FsPoint], now: datetime) -> Projection:
-    """The trend of the results filesystem's used bytes (the least-squares rate over every
-    point), and when, going on from the latest point at that rate, it reaches the size of
-    the filesystem (the latest point's)."""
-    span = points[-1].taken_at - points[0].taken_at if points else timedelta(0)
-    if len(points) < MIN_SAMPLES or span < MIN_SPAN:
+    """The trend of the results filesystem's used bytes, and when, going on from the
+    latest day's peak at that rate, it reaches the filesystem's size (the latest point's).
+
+    Given ``points`` oldest first; returns a Projection whose trend is
+    ``not_enough_history`` with peaks of fewer than 2 days, or less than an hour apart.
+    The rate is the least-squares slope through *one point per UTC day, its highest used
+    space* (``METHOD``), not through every sample: samples come low after the nightly run
+    (just cleaned) and higher from ``status`` during the day, and a fit over that saw-tooth
+    follows whichever kind happens to be taken more often; the daily peak is what fills the
+    disk, the conservative envelope.
+    """
+    peaks = daily_peaks(points)
+    span = peaks[-1].taken_at - peaks[0].taken_at if peaks else timedelta(0)
+    if len(peaks) < MIN_DAYS or span < MIN_SPAN:
         return Projection(
             trend="not_enough_history",
             samples=len(points),
+            peak_days=len(peaks),
             span_hours=span.total_seconds() / 3600,
             fs_size=points[-1].size if points else None,
-            sentence=_short_history(len(points), span),
+            sentence=_short_history(len(peaks), span),
         )
-    start = points[0].taken_at
+    start = peaks[0].taken_at
     slope, _ = fit_line(
-        [(point.taken_at - start).total_seconds() for point in points],
-        [float(point.used) for point in points],
+        [(peak.taken_at - start).total_seconds() for peak in peaks],
+        [float(peak.used) for peak in peaks],
     )
     growth = slope * SECONDS_PER_DAY
-    latest = points[-1]
+    latest = peaks[-1]
     projection = Projection(
         trend="flat",
         samples=len(points),
+        peak_days=len(peaks),
         span_hours=span.total_seconds() / 3600,
         growth_bytes_per_day=growth,
         anchor_at=latest.taken_at,
@@ -372,19 +402,24 @@ def _in_days(days: float) -> str:
     return "1 day" if whole == 1 else f"{whole} days"
 
 
-def _short_history(count: int, span: timedelta) -> str:
+def _short_history(days: int, span: timedelta) -> str:
+    """Why there is no projection: ``days`` daily peaks, the first and last ``span`` apart."""
     import humanize
 
-    have = "1 sample" if count == 1 else f"{count} samples"
-    if count > 1:
-        have += f" within {humanize.naturaldelta(span)}"
+    if days == 0:
+        have = "no sample of it"
+    elif days == 1:
+        have = "1 day"
+    else:
+        have = f"{days} days, their peaks within {humanize.naturaldelta(span)}"
     return (
-        "not enough history for a projection: it needs at least 2 samples of the results "
-        f"filesystem at least 1 hour apart (have {have})"
+        "not enough history for a projection: it needs the results filesystem's highest "
+        f"used space on at least 2 days, at least 1 hour apart (have {have})"
     )
 
 
 __all__ = [
+    "METHOD",
     "NO_SAMPLES_HINT",
     "RESULTS_ROOT",
     "CapacityReport",
@@ -396,6 +431,7 @@ __all__ = [
     "build_report",
     "cleaned_recently",
     "daily",
+    "daily_peaks",
     "filesystem_points",
     "fit_line",
     "project",

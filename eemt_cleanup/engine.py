@@ -211,6 +211,13 @@ class _Engine:
     # -- the run -----------------------------------------------------------------------
 
     def run(self) -> RunReport:
+        report = self._run_site()
+        # Told once everything is closed and the run lock released: what a subscriber does
+        # with the report (notices, a usage sample) never holds up the next run.
+        self.emit(_run_finished(report))
+        return report
+
+    def _run_site(self) -> RunReport:
         if self.dry_run:
             with open_site(self.config, write=False, check=self._check_selected) as site:
                 self.root_fds = site.root_fds
@@ -954,7 +961,6 @@ class _Engine:
                 if report.outcome is Outcome.DONE:
                     report.outcome = Outcome.PARTIAL
             self._settle_journal(store, report)
-        self.emit(_run_finished(report))
         return report
 
     def _report_unrecorded(self, report: RunReport) -> None:

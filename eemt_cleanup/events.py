@@ -6,9 +6,11 @@ A run emits, in plan order: ``run_started``; per job ``job_started``, then ``pat
 unknown status, a time in the future - are counted in ``run_finished``'s ``never_cleaned``,
 the first three of each kind also as ``job_skipped``); ``batch_recorded`` once a batch's
 marks and audit rows are committed (never before the deletions it records); and
-``run_finished`` with the whole report. Every event has a ``kind`` and the time ``at`` which
-it happened (a job's events are made on the thread that cleans it and delivered in plan
-order as soon as every job before it is done).
+``run_finished`` with the whole report, once the run has closed its database connections
+and released the run lock (a subscriber may take its time without holding up the next
+run). Every event has a ``kind`` and the time ``at`` which it happened (a job's events are
+made on the thread that cleans it and delivered in plan order as soon as every job before
+it is done).
 
 Subscribers are plain callables ``on_event(event)``. One that raises is logged once (its
 later failures are not) and never breaks the run (:class:`Dispatcher`). The terminal's

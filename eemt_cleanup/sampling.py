@@ -13,8 +13,8 @@ from datetime import datetime
 
 from eemt_cleanup.config.loader import LoadedConfig
 from eemt_cleanup.errors import CleanupError
-from eemt_cleanup.inventory import Inventory, take_inventory
 from eemt_cleanup.models import Root
+from eemt_cleanup.stocktake import Inventory, take_inventory
 from eemt_cleanup.store.db import connect
 from eemt_cleanup.store.migrations import migrate
 from eemt_cleanup.store.usage import RootUsage, StatusUsage, UsageSample, write_sample
@@ -23,15 +23,16 @@ from eemt_cleanup.timeparse import utc_now
 log = logging.getLogger("eemt_cleanup")
 
 
-def filesystem_of(path: os.PathLike[str] | str) -> tuple[int | None, int | None]:
-    """``(size, available)`` in bytes of the filesystem holding ``path`` (what ``df``
-    shows as Size and Avail: blocks reserved for root are not counted as free), or
-    ``(None, None)`` when it cannot be asked."""
+def filesystem_of(path: os.PathLike[str] | str) -> tuple[int | None, int | None, int | None]:
+    """``(size, available, device)`` of the filesystem holding ``path``: bytes as ``df``
+    shows Size and Avail (blocks reserved for root are not counted as free), and its
+    device number (roots with the same one share the filesystem); None when unknown."""
     try:
         info = os.statvfs(path)
+        device = os.stat(path).st_dev
     except OSError:
-        return None, None
-    return info.f_blocks * info.f_frsize, info.f_bavail * info.f_frsize
+        return None, None, None
+    return info.f_blocks * info.f_frsize, info.f_bavail * info.f_frsize, device
 
 
 def sample_from(
@@ -46,10 +47,15 @@ def sample_from(
     by_root = []
     for root in Root:
         tally = inventory.roots[root]
-        size, free = filesystem_of(getattr(config.roots, root))
+        size, free, device = filesystem_of(getattr(config.roots, root))
         by_root.append(
             RootUsage(
-                root=str(root), jobs=tally.jobs, bytes=tally.bytes_used, fs_size=size, fs_free=free
+                root=str(root),
+                jobs=tally.jobs,
+                bytes=tally.bytes_used,
+                fs_size=size,
+                fs_free=free,
+                fs_id=device,
             )
         )
     return UsageSample(

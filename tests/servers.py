@@ -199,3 +199,73 @@ def http_receiver(
 def closed_url() -> str:
     """A webhook URL on a port where nothing listens."""
     return f"http://127.0.0.1:{free_port()}{SECRET_PATH}"
+
+
+@dataclass
+class Trickler:
+    host: str
+    port: int
+    connections: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}{SECRET_PATH}"
+
+
+SLOW_HTTP_ANSWER = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Padding: "
+    + b"x" * 200
+    + b"\r\nContent-Length: 2\r\n\r\nok"
+)
+SLOW_SMTP_GREETING = b"220 " + b"x" * 200 + b" ESMTP slow\r\n"
+
+
+@contextmanager
+def trickling_server(
+    answer: bytes, *, every: float = 0.2, for_seconds: float = 10.0
+) -> Iterator[Trickler]:
+    """A TCP server on 127.0.0.1 that answers each connection (without reading what it is
+    sent) with ``answer``, one byte every ``every`` seconds for ``for_seconds``, then the
+    rest at once. Each read of a client gets its byte well within any socket timeout: only
+    a limit on the whole exchange ends it sooner. Closing the server ends every answer."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.05)
+    server = Trickler("127.0.0.1", listener.getsockname()[1])
+    stopped = threading.Event()
+
+    def answer_slowly(conn: socket.socket) -> None:
+        conn.settimeout(5)
+        deadline = time.monotonic() + for_seconds
+        sent = 0
+        with conn:
+            try:
+                while sent < len(answer) and time.monotonic() < deadline:
+                    conn.sendall(answer[sent : sent + 1])
+                    sent += 1
+                    if stopped.wait(every):
+                        return
+                conn.sendall(answer[sent:])
+            except OSError:
+                return  # the client gave up
+
+    def accept() -> None:
+        while not stopped.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            server.connections += 1
+            threading.Thread(target=answer_slowly, args=(conn,), daemon=True).start()
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    try:
+        yield server
+    finally:
+        stopped.set()
+        acceptor.join(timeout=10)
+        listener.close()

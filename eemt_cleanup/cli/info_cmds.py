@@ -74,8 +74,8 @@ def status(
     next job becomes due, and the last run. Measured sizes are stored in data_size_mb."""
     from eemt_cleanup.config.loader import load_config
     from eemt_cleanup.humanize_size import human_size
-    from eemt_cleanup.inventory import take_inventory
     from eemt_cleanup.report.json_out import dumps
+    from eemt_cleanup.stocktake import take_inventory
 
     loaded = load_config(
         config_path=config, overrides=path_overrides(db_path, uploads_dir, results_dir, temp_dir)

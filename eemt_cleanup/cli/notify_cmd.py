@@ -56,7 +56,8 @@ def notify(
     """Send a test notice to every enabled notification channel (notifications.email,
     .slack, .apprise) and say which took it: one line per channel with its redacted
     destination, or why it failed. The notice is recorded in the database (cleanup_notices)
-    but never counts for a channel's min_interval."""
+    but never counts for a channel's min_interval; a database that cannot record it is a
+    "Note:" line."""
     if not test:
         raise fail(
             "notify: nothing to do; give --test to send a test notice to every enabled channel"
@@ -91,3 +92,6 @@ def _show(results: list[NoticeResult], success: bool, json_output: bool) -> None
         line = f"{result.channel}: {result.decision}" + (f" ({detail})" if detail else "")
         # Errors are escaped already: their backslashes are not escaped twice.
         print(printable(line, backslashes=False))
+    # The same on every result: the database could not record the notices (as status says).
+    for note in sorted({result.note for result in results if result.note}):
+        print(printable(f"Note: {note}", backslashes=False))

@@ -38,8 +38,10 @@ REPORT_EPILOG = examples(
 )
 
 DEFAULT_SINCE = "30d"
-_DURATION = re.compile(r"(\d+(\.\d+)?\s*[smhdw]\s*)+", re.IGNORECASE)
-_SIZE = re.compile(r"(\d{2,5})[xX](\d{2,5})")
+# Patterns, not compiled ones: every command imports this module at start, and compiling
+# costs more than the rest of it. re.fullmatch compiles on first use and caches.
+_DURATION = r"(\d+(\.\d+)?\s*[smhdw]\s*)+"
+_SIZE = r"(\d{2,5})[xX](\d{2,5})"
 MIN_PIXELS, MAX_PIXELS = 200, 10000
 
 
@@ -51,7 +53,7 @@ def window_start(text: str, now: datetime) -> datetime:
     from eemt_cleanup.timeparse import parse_duration, parse_timestamp
 
     stripped = text.strip()
-    if _DURATION.fullmatch(stripped):
+    if re.fullmatch(_DURATION, stripped, re.IGNORECASE):
         try:
             return now - timedelta(seconds=parse_duration(stripped))
         except (OverflowError, ValueError):
@@ -72,7 +74,7 @@ def png_size(text: str) -> tuple[int, int]:
     """``1200x700`` as (width, height) pixels. Raises ConfigError naming --png-size."""
     from eemt_cleanup.config.schema import quote
 
-    match = _SIZE.fullmatch(text.strip())
+    match = re.fullmatch(_SIZE, text.strip())
     size = (int(match.group(1)), int(match.group(2))) if match else None
     if size is None or not all(MIN_PIXELS <= side <= MAX_PIXELS for side in size):
         raise ConfigError(
@@ -116,8 +118,8 @@ def report(
     debug: DebugOption = False,
 ) -> None:
     """Storage usage over time from the usage samples, per status and per root; what the
-    cleanups freed per day; jobs cleaned in the last 24 h; and, from a linear fit of the
-    results filesystem's used space, the day it is full at this rate."""
+    cleanups freed per day; jobs cleaned in the last 24 h; and, from a linear fit of each
+    day's highest used space of the results filesystem, the day it is full at this rate."""
     from eemt_cleanup.capacity import build_report
     from eemt_cleanup.config.loader import load_config
     from eemt_cleanup.timeparse import utc_now

@@ -128,10 +128,12 @@ def execute(
     """Run the engine with the right output for this terminal (or as ``rich`` says);
     return the exit code. The progress bar, the log lines and ``--events jsonl`` are
     subscribers of the run's events."""
-    from eemt_cleanup.cli.exit_codes import exit_code
+    from eemt_cleanup.cli.exit_codes import error_exit_code, exit_code
     from eemt_cleanup.engine import StopFlag, run_cleanup
+    from eemt_cleanup.errors import EXIT_USAGE, CleanupError
     from eemt_cleanup.events import Dispatcher
     from eemt_cleanup.fs.worker import raise_fd_limit
+    from eemt_cleanup.report.escape import printable
     from eemt_cleanup.report.log_lines import LogLines
     from eemt_cleanup.report.logs import OutputMode, close_logging, configure_logging, use_rich
 
@@ -170,17 +172,27 @@ def execute(
         # its outcome. Not even imported when none is configured.
         from eemt_cleanup.outlets import Outlets
 
-        outlets = Outlets(loaded)
+        outlets = Outlets(loaded, stop)
         subscribers.append(outlets)
     try:
-        if console is not None:
-            from eemt_cleanup.report.tables import progress_bar, render_report
+        try:
+            if console is not None:
+                from eemt_cleanup.report.tables import progress_bar, render_report
 
-            with progress_bar(console, dry_run) as progress:
-                report = run_cleanup(loaded, options, Dispatcher([*subscribers, progress]), stop)
-            render_report(console, report, verbose=verbose)
-        else:
-            report = run_cleanup(loaded, options, Dispatcher(subscribers), stop)
+                with progress_bar(console, dry_run) as progress:
+                    report = run_cleanup(
+                        loaded, options, Dispatcher([*subscribers, progress]), stop
+                    )
+                render_report(console, report, verbose=verbose)
+            else:
+                report = run_cleanup(loaded, options, Dispatcher(subscribers), stop)
+        except CleanupError as error:
+            # A run that could not start (a root gone with its mount, a broken database) is
+            # announced as a failure; another run holding the lock is not (exit 75).
+            code = error_exit_code(error)
+            if outlets is not None and code == EXIT_USAGE:
+                outlets.after_error(printable(str(error)), code)
+            raise
         if json_output:
             from eemt_cleanup.report.json_out import dumps, report_to_dict
 

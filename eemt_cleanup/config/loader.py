@@ -22,7 +22,16 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from eemt_cleanup.config.schema import Settings, cut, default_tree, quote, shorten, shown_path
+from eemt_cleanup.config.schema import (
+    SECRET_KEYS,
+    Settings,
+    cut,
+    default_tree,
+    quote,
+    redact,
+    shorten,
+    shown_path,
+)
 from eemt_cleanup.errors import ConfigError
 from eemt_cleanup.fs.safe_open import describe_kind
 
@@ -668,6 +677,9 @@ def _describe(error: ValidationError, sources: Mapping[str, str]) -> str:
         key = shorten(".".join(str(part) for part in problem["loc"]))
         # A bad list item ("recipients.0") takes the source of its list.
         named = ".".join(str(part) for part in problem["loc"] if not isinstance(part, int))
+        if named in SECRET_KEYS:
+            # A webhook or apprise URL is a credential: never echoed, even when it is wrong.
+            problem = {**problem, "input": _redacted(named, problem.get("input"))}
         message = _plain_message(problem)
         source = sources.get(named) or _nearest_source(named, sources)
         shown = f" (from {_shown_source(source)})" if source else ""
@@ -675,6 +687,12 @@ def _describe(error: ValidationError, sources: Mapping[str, str]) -> str:
     if len(problems) > MAX_PROBLEMS:
         lines.append(f"and {len(problems) - MAX_PROBLEMS} more")
     return "invalid configuration: " + "; ".join(lines)
+
+
+def _redacted(key: str, value: Any) -> Any:
+    if isinstance(value, str | list):
+        return redact(key, value)
+    return "***"
 
 
 def _shown_source(source: str) -> str:
@@ -710,6 +728,8 @@ def _plain_message(problem: Any) -> str:
         return cut(str(problem["msg"]).removeprefix("Value error, "), 200)
     if kind == "greater_than_equal":
         message = f"must be >= {_number(context.get('ge'))}"
+    elif kind == "greater_than":
+        message = f"must be > {_number(context.get('gt'))}"
     elif kind == "less_than_equal":
         message = f"must be <= {_number(context.get('le'))}"
     elif kind == "literal_error":

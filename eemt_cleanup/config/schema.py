@@ -19,6 +19,7 @@ from pydantic import (
     StrictBool,
     StrictInt,
     StrictStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -34,6 +35,7 @@ DEFAULT_CRON = "0 2 * * *"
 
 Hours = Annotated[float, Field(ge=0, le=_MAX_HOURS, allow_inf_nan=False, strict=True)]
 Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
+PositiveSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 # Values echoed in messages (from the file, the environment or a flag) are cut to about this
@@ -239,13 +241,20 @@ def _duration(value: str, limit: float = _MAX_INTERVAL_SECONDS) -> str:
 
 
 def _web_url(value: str) -> str:
+    """A webhook URL: https, or http to this machine only (the URL is the credential: over
+    plain http it would cross the network in clear). Messages never echo the URL."""
     from urllib.parse import urlsplit
 
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        # The URL is a secret: only its scheme is echoed.
+    try:
+        parts = urlsplit(value.strip())
+        host = parts.hostname
+    except ValueError:
+        raise ValueError("must be an https:// URL") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise ValueError("must be an https:// URL")
+    if parts.scheme == "http" and host.lower() not in _LOOPBACK_HOSTS:
         raise ValueError(
-            f"must be an http:// or https:// URL, got one starting {quote(parts.scheme or value[:8])}"
+            "must be https:// (the URL is a secret; plain http:// only to this machine)"
         )
     return value.strip()
 
@@ -297,8 +306,8 @@ class EmailNotifications(Channel):
         description="File holding the SMTP password (its first line), e.g. a mounted secret. Relative to this file's directory.",
     )
     recipients: list[StrictStr] = Field(default_factory=list, description="Addresses to send to.")
-    timeout_seconds: Seconds = Field(
-        20, gt=0, le=300, description="How long one SMTP conversation may take."
+    timeout_seconds: PositiveSeconds = Field(
+        20, le=300, description="How long one SMTP conversation may take, in all."
     )
     on: list[NoticeKind] = Field(default_factory=_default_on, description=ON_HELP)
     min_interval: StrictStr = Field("0", description=INTERVAL_HELP)
@@ -350,7 +359,11 @@ class SlackNotifications(Channel):
         "",
         description="Incoming-webhook URL. It is a secret: config show, logs and JSON show only its host.",
     )
-    timeout_seconds: Seconds = Field(10, gt=0, le=300, description="How long one POST may take.")
+    timeout_seconds: PositiveSeconds = Field(
+        10,
+        le=300,
+        description="How long one POST may take, in all (connecting, sending, the answer).",
+    )
     retries: StrictInt = Field(
         2,
         ge=0,
@@ -360,13 +373,14 @@ class SlackNotifications(Channel):
     on: list[NoticeKind] = Field(default_factory=_default_on, description=ON_HELP)
     min_interval: StrictStr = Field("0", description=INTERVAL_HELP)
 
-    @model_validator(mode="after")
-    def _url_when_enabled(self) -> SlackNotifications:
-        if self.enabled or self.webhook_url:
-            if not self.webhook_url.strip():
-                raise ValueError("webhook_url: must be set when enabled")
-            _web_url(self.webhook_url)
-        return self
+    @field_validator("webhook_url")
+    @classmethod
+    def _url(cls, value: str, info: ValidationInfo) -> str:
+        if not value.strip():
+            if info.data.get("enabled"):
+                raise ValueError("must be set when notifications.slack.enabled is true")
+            return ""
+        return _web_url(value)
 
 
 class AppriseNotifications(Channel):

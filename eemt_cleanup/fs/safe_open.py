@@ -232,6 +232,7 @@ def write_new_file(path: str | Path, data: bytes, *, mode: int = 0o640, replace:
             raise FileExistsError(errno.EEXIST, "exists", str(target))
     temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | OPEN_FLAGS, mode)
+    renamed = False
     try:
         try:
             os.fchmod(fd, mode)
@@ -243,11 +244,13 @@ def write_new_file(path: str | Path, data: bytes, *, mode: int = 0o640, replace:
             os.close(fd)
         if replace:
             os.rename(temporary, target)
+            renamed = True  # the temporary name is gone: nothing left to remove
         else:
             os.link(temporary, target, follow_symlinks=False)
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
+        if not renamed:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
 
 
 __all__ = [

@@ -2,31 +2,37 @@
 (``notifications.email``, ``.slack``, ``.apprise``), with a rate limit whose state lasts in
 SQLite (``cleanup_notices``: a cron run is a fresh process).
 
-For each enabled channel, in the order email, slack, apprise:
+A notice's *primary kind* is ``test``, else ``failure`` or ``success`` for a run's notice
+(its exit code), else ``alert`` (an alert-only notice, from ``status``). For each enabled
+channel, in the order email, slack, apprise:
 
 1. The notice is *wanted* when one of its kinds is in the channel's ``on``, when it is a
    test, or when it is a *change*: a success after a failure, or a failure after a success
-   (judged against the channel's last success/failure notice, whatever was decided for it).
-   A change is sent even when its kind is not in ``on`` (a recovery is announced) and is
-   never rate limited.
-2. A notice not wanted is recorded as ``unwanted`` (the change rule reads it) and not sent.
+   (judged against the channel's last success/failure notice that was *sent*: a recovery
+   whose delivery failed is still announced by the next success). A change is sent even
+   when its kind is not in ``on`` (a recovery is announced) and is never rate limited.
+2. A notice not wanted is recorded as ``unwanted`` and not sent.
 3. A wanted notice that is neither a change nor a test, on a channel with ``min_interval``,
-   whose last notice sent is younger than that, is recorded as ``suppressed``, not sent.
-4. Otherwise it is sent; the notices held back since the last one sent are counted and
-   mentioned in it. It is recorded as ``sent`` or ``failed`` (a failed notice does not count
-   as sent for the interval).
+   whose last notice sent *of the same primary kind* is younger than that, is recorded as
+   ``suppressed``, not sent (an alert does not hold back a failure, nor the reverse).
+4. Otherwise it is sent; the notices held back since the channel's last one sent (of any
+   kind) are counted and mentioned in it. It is recorded as ``sent`` or ``failed`` (a failed
+   notice does not count as sent, for the interval or the change rule).
 
 Test notices are recorded, but do not count for the interval and mention nothing held back.
 When the state cannot be read or written (a read-only or locked database), notices are
 sent without a rate limit (whether one is wanted then depends on ``on`` alone) and one
-warning says so. Sending never raises: a channel that fails is a ``failed`` result and one
-warning; it never changes what a run did or its exit code.
+warning says so, also given as the ``note`` of every result. Each attempt is bounded as a
+whole by the channel's time limit, a webhook's retries by a total budget, and a ``stop``
+(the run is stopping) ends the retries. Sending never raises: a channel that fails is a
+``failed`` result and one warning; it never changes what a run did or its exit code.
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -61,6 +67,9 @@ if TYPE_CHECKING:
 
     ChannelSettings = EmailNotifications | SlackNotifications | AppriseNotifications
 
+# Waits ``seconds`` before a retry; True when the run is stopping (no retry then).
+Waiter = Callable[[float], bool]
+
 log = logging.getLogger("eemt_cleanup")
 
 CHANNELS = ("email", "slack", "apprise")
@@ -78,13 +87,18 @@ class NoticeResult(pydantic.BaseModel):
     error: str | None = None  # escaped, never holds a secret
     suppressed_before: int = 0  # notices held back since the last one sent (mentioned in this one)
     destination: str = ""  # redacted: "https://hooks.slack.com/***", "2 recipients via host:587"
+    # Why the rate limit was not applied (its state could not be used); the same on every
+    # result of one send_notices call, and logged once as a warning.
+    note: str | None = None
 
 
 @dataclass(frozen=True)
 class Notice:
     """One notice to send. A run's has ``success`` or ``failure`` (its exit code 0 or not),
     plus ``alert`` when alerts were raised; ``status`` sends ``{"alert"}``, ``notify --test``
-    sends ``{"test"}``."""
+    sends ``{"test"}``. A run that ended (exit 2) before cleaning anything, e.g. a root
+    whose mount is gone, is ``{"failure"}`` with ``run=None``, its ``exit_code`` and the
+    one-line ``error``."""
 
     kinds: frozenset[str]
     run: RunSummary | None = None
@@ -92,6 +106,7 @@ class Notice:
     trigger: str | None = None  # "cli", "schedule", "api", ...
     alerts: tuple[Alert, ...] = ()
     usage: UsageSample | None = None  # current usage after the run (may be None)
+    error: str | None = None  # why a run could not start (then run is None)
 
 
 def enabled_channels(settings: Settings) -> list[str]:
@@ -105,21 +120,39 @@ def send_notices(
     *,
     now: datetime | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    stop: threading.Event | None = None,
 ) -> list[NoticeResult]:
     """Decide, send and record ``notice`` on every enabled channel (rules in the module's
-    docstring); return one result per channel. ``now`` is the clock (injected by tests),
-    ``sleep`` what retries wait with. Never raises."""
+    docstring); return one result per channel. ``now`` is the clock (injected by tests).
+    Retries wait with ``stop.wait`` when ``stop`` is given (once it is set, as when the
+    run got SIGTERM, a wait ends at once and no retry starts; each channel still gets its
+    one attempt), else with ``sleep``. Never raises."""
     from eemt_cleanup.timeparse import utc_now
 
     moment = now or utc_now()
+    wait = _waiter(sleep, stop)
     state = _State(config)
     results: list[NoticeResult] = []
     try:
         for name in enabled_channels(config.settings):
-            results.append(_one_channel(config, state, name, notice, moment, sleep))
+            results.append(_one_channel(config, state, name, notice, moment, wait))
     finally:
         state.close()
+    for result in results:
+        result.note = state.warning
     return results
+
+
+def _waiter(sleep: Callable[[float], None], stop: threading.Event | None) -> Waiter:
+    """What a retry waits with: answers True when the run is stopping (no retry then)."""
+    if stop is not None:
+        return stop.wait
+
+    def sleeping(seconds: float) -> bool:
+        sleep(seconds)
+        return False
+
+    return sleeping
 
 
 def decide(
@@ -136,7 +169,8 @@ def decide(
         return "send"
     if not notice.kinds & set(on):
         return "unwanted"
-    last = history.last_sent_at if history else None
+    # Per kind: an alert sent an hour ago holds back no failure.
+    last = history.sent_at.get(kind) if history else None
     if min_interval_seconds > 0 and last is not None:
         age = (now - last).total_seconds()
         # A last notice "in the future" (the clock stepped back) holds nothing back.
@@ -146,7 +180,8 @@ def decide(
 
 
 def is_change(kind: str, history: ChannelHistory | None) -> bool:
-    """A success after a failure or a failure after a success, on this channel."""
+    """A success after a failure or a failure after a success sent on this channel (one
+    that failed to go, or was not wanted, announced nothing)."""
     last = history.last_outcome if history else None
     return kind in OUTCOMES and last in OUTCOMES and last != kind
 
@@ -162,7 +197,7 @@ def _one_channel(
     name: str,
     notice: Notice,
     now: datetime,
-    sleep: Callable[[float], None],
+    wait: Waiter,
 ) -> NoticeResult:
     channel = _channel(config.settings, name)
     kind = primary_kind(notice)
@@ -176,7 +211,7 @@ def _one_channel(
         held = _held_back(kind, channel, history)
         result.suppressed_before = held.count if held else 0
         message = build_message(notice, config.settings, now=now, held_back=held)
-        result.error = _deliver(name, channel, message, sleep)
+        result.error = _deliver(name, channel, message, wait)
     except Exception as error:  # noqa: BLE001 - a notice never breaks its caller
         result.error = scrub(f"unexpected error: {one_line(error)}", _secrets(name, channel))
     result.decision = "failed" if result.error else "sent"
@@ -201,15 +236,13 @@ def destination(name: str, channel: Any) -> str:
     return apprise_destination(channel)
 
 
-def _deliver(
-    name: str, channel: Any, message: Message, sleep: Callable[[float], None]
-) -> str | None:
+def _deliver(name: str, channel: Any, message: Message, wait: Waiter) -> str | None:
     """Send ``message`` through the channel ``name``: None when it went, else the error."""
     try:
         if name == "slack":
             from eemt_cleanup.notify.slack import post_message
 
-            post_message(channel, message, sleep=sleep)
+            post_message(channel, message, wait=wait)
         elif name == "email":
             from eemt_cleanup.notify.email import send_mail
 
@@ -268,6 +301,7 @@ class _State:
         self.config = config
         self.conn: sqlite3.Connection | None = None
         self.unusable = False
+        self.warning: str | None = None  # the one warning, once given
 
     def _connection(self) -> sqlite3.Connection | None:
         if self.conn is None and not self.unusable:
@@ -331,11 +365,11 @@ class _State:
 
         self.close()
         self.unusable = True
-        log.warning(
-            "notification state in %s cannot be used (%s): notices are sent without a rate limit",
-            shown_path(self.config.roots.database),
-            one_line(error),
+        self.warning = (
+            f"notification state in {shown_path(self.config.roots.database)} cannot be used"
+            f" ({one_line(error)}): notices are sent without a rate limit"
         )
+        log.warning("%s", self.warning)
 
     def close(self) -> None:
         if self.conn is not None:

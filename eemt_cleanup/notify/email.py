@@ -5,6 +5,10 @@ connecting, port 587) or ``none``; the certificate is checked against the system
 authorities. The password is read only from an environment variable or a file, when the
 notice is sent, and never appears in an error (a server may echo it: it is scrubbed).
 
+``timeout_seconds`` bounds the whole conversation (connect, TLS, login, the message):
+smtplib's own timeout bounds each read, which a server answering a byte at a time never
+trips. A conversation still going at the limit is abandoned (it may still deliver later).
+
 This module is imported only when a notice is sent (smtplib costs start-up time).
 """
 
@@ -21,6 +25,7 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 
 from eemt_cleanup.config.schema import EmailNotifications, shown_path
+from eemt_cleanup.notify.bounded import within
 from eemt_cleanup.notify.message import Message, NoticeError, network_error, one_line, scrub
 
 log = logging.getLogger("eemt_cleanup")
@@ -38,20 +43,19 @@ def destination(channel: EmailNotifications) -> str:
 def send_mail(
     channel: EmailNotifications, message: Message, *, environ: Mapping[str, str] | None = None
 ) -> None:
-    """Send ``message`` to ``channel.recipients``.
+    """Send ``message`` to ``channel.recipients`` within ``channel.timeout_seconds``.
 
     Raises NoticeError (naming the server, never the password) when the password cannot be
-    read, the connection, TLS or login fails, or every recipient is refused.
+    read, the connection, TLS or login fails or times out, or every recipient is refused.
     """
     password = _password(channel, os.environ if environ is None else environ)
     mail = compose(channel, message)
     where = f"{channel.smtp_server}:{channel.smtp_port}"
     secrets = (password,) if password else ()
     try:
-        with _connect(channel) as smtp:
-            if channel.username:
-                smtp.login(channel.username, password or "")
-            refused = smtp.send_message(mail, to_addrs=list(channel.recipients))
+        refused = within(
+            channel.timeout_seconds, lambda: _converse(channel, mail, password), name="email"
+        )
     except NoticeError:
         raise
     except smtplib.SMTPAuthenticationError as error:
@@ -73,6 +77,16 @@ def send_mail(
     if refused:
         # The others have it: the notice went out. The refusals are worth a line.
         log.warning("e-mail notice: some recipients were refused: %s", _refusals(refused))
+
+
+def _converse(
+    channel: EmailNotifications, mail: EmailMessage, password: str | None
+) -> dict[str, tuple[int, bytes]]:
+    """The SMTP conversation: connect, log in, send. Returns the refused recipients."""
+    with _connect(channel) as smtp:
+        if channel.username:
+            smtp.login(channel.username, password or "")
+        return smtp.send_message(mail, to_addrs=list(channel.recipients))
 
 
 def compose(channel: EmailNotifications, message: Message) -> EmailMessage:

@@ -3,12 +3,16 @@ body of the reference's "Daily Cleanup Report" (e-mail and apprise).
 
 Every value that came from the database, the filesystem or a server (status names, error
 texts) is escaped here with :func:`~eemt_cleanup.report.escape.printable`: no control
-character or newline of theirs reaches a message. Chat markup is the channel's business
-(:mod:`eemt_cleanup.notify.slack` escapes ``&``, ``<`` and ``>``).
+character or newline of theirs reaches a message. Mattermost, Rocket.Chat and Discord act
+on a plain ``@channel``, ``@here``, ``@all`` or ``@everyone`` in a message: the body and
+subject are built with such mentions broken (:func:`break_mentions`); the fields and the
+summary are broken by the channel after its own escaping (chat markup is the channel's
+business: :mod:`eemt_cleanup.notify.slack` escapes ``&``, ``<`` and ``>``).
 """
 
 from __future__ import annotations
 
+import re
 import socket
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +25,7 @@ from eemt_cleanup.report.escape import printable
 
 if TYPE_CHECKING:
     from eemt_cleanup.notify import Notice
-    from eemt_cleanup.store.usage import UsageSample
+    from eemt_cleanup.store.usage import RootUsage, UsageSample
 
 MAX_VALUE = 300  # characters of one error or alert line: a message stays readable
 CHAT_ERRORS = 3
@@ -31,6 +35,11 @@ REPORT_TITLE = "EEMT Cleanup Report"
 ALERT_TITLE = "EEMT Cleanup Alert"
 TEST_TITLE = "EEMT Cleanup Test"
 REPORT_SUBJECT = "EEMT Daily Cleanup Report"
+NOT_STARTED = "No cleanup ran: the run ended before cleaning anything."
+
+# The mentions that notify a whole channel; a zero-width space after the "@" breaks them
+# while the text reads the same.
+_MENTION = re.compile(r"@(?=(?:channel|here|all|everyone)\b)", re.IGNORECASE)
 
 
 class NoticeError(Exception):
@@ -67,6 +76,12 @@ def scrub(text: str, secrets: tuple[str, ...]) -> str:
     return text
 
 
+def break_mentions(text: str) -> str:
+    """``text`` with every ``@channel``, ``@here``, ``@all`` and ``@everyone`` broken by a
+    zero-width space after the ``@`` (``@\u200bchannel``): shown the same, pinging nobody."""
+    return _MENTION.sub("@\u200b", text) if "@" in text else text
+
+
 def primary_kind(notice: Notice) -> str:
     """What the notice is, in one word: ``test``, ``failure``, ``success`` or ``alert``."""
     for kind in ("test", "failure", "success"):
@@ -100,7 +115,9 @@ class MessageField:
 
 @dataclass(frozen=True)
 class Message:
-    """One notice, ready for any channel."""
+    """One notice, ready for any channel: values escaped; ``subject`` and ``body`` with
+    their mentions broken, ``fields`` and ``summary`` to be broken by the channel after its
+    own escaping (see the module's docstring)."""
 
     kind: str  # primary_kind of the notice
     title: str  # "EEMT Cleanup Report" / "... Alert" / "... Test"
@@ -117,22 +134,32 @@ def build_message(
     """The words of ``notice``; ``held_back`` (when some were) is mentioned in it."""
     kind = primary_kind(notice)
     host = printable(socket.gethostname())
-    title = {"test": TEST_TITLE}.get(kind, REPORT_TITLE if notice.run else ALERT_TITLE)
+    title = {"test": TEST_TITLE}.get(kind, REPORT_TITLE if _is_report(notice) else ALERT_TITLE)
     return Message(
         kind=kind,
         title=title,
-        subject=_subject(notice, kind),
+        subject=break_mentions(_subject(notice, kind)),
         color=_color(notice, kind),
         fields=tuple(_fields(notice, kind, host, held_back)),
-        body=_body(notice, kind, settings, host, held_back, now),
+        body=break_mentions(_body(notice, kind, settings, host, held_back, now)),
         summary=_summary(notice, kind, title, host),
     )
+
+
+def _is_report(notice: Notice) -> bool:
+    """A run's notice: its summary, or the error of a run that could not start."""
+    return notice.run is not None or notice.error is not None
+
+
+def _not_started(notice: Notice) -> bool:
+    """A run that ended (exit 2) before cleaning anything: no figure of it is known."""
+    return notice.run is None and notice.error is not None
 
 
 def _subject(notice: Notice, kind: str) -> str:
     if kind == "test":
         return TEST_TITLE
-    if notice.run is None:
+    if not _is_report(notice):
         return ALERT_TITLE
     subject = REPORT_SUBJECT
     if kind == "failure":
@@ -190,6 +217,11 @@ def _fields(notice: Notice, kind: str, host: str, held_back: HeldBack | None) ->
             MessageField("Space Freed", _space_freed(notice), short=True),
             MessageField("Status", _status(notice, kind), short=True),
         ]
+    elif _not_started(notice):
+        fields += [
+            MessageField("Status", _status(notice, kind), short=True),
+            MessageField("Error", one_line(notice.error)),
+        ]
     if notice.alerts:
         fields.append(MessageField("Alerts", "\n".join(_alert_lines(notice))))
     if notice.usage is not None and notice.run is None and kind != "test":
@@ -210,6 +242,8 @@ def _fields(notice: Notice, kind: str, host: str, held_back: HeldBack | None) ->
 def _summary(notice: Notice, kind: str, title: str, host: str) -> str:
     if kind == "test":
         return f"{title} from {host}"
+    if _not_started(notice):
+        return f"{title} on {host}: {_status(notice, kind)}, no cleanup ran"
     if notice.run is None:
         first = _alert_lines(notice)[:1]
         return f"{title} on {host}: {first[0]}" if first else f"{title} on {host}"
@@ -236,17 +270,29 @@ def _usage_lines(usage: UsageSample | None) -> list[str]:
     return lines
 
 
+def _filesystem(root: RootUsage) -> tuple[str, int | None, int | None]:
+    """What tells ``root``'s filesystem apart: its device number when it was measured,
+    else its size and free space (two filesystems of the same size and free space are then
+    taken for one)."""
+    fs_id = getattr(root, "fs_id", None)
+    if fs_id is not None:
+        return ("device", fs_id, None)
+    return ("size", root.fs_size, root.fs_free)
+
+
 def _available_lines(usage: UsageSample | None) -> list[str]:
     """``Available Space``: free bytes per filesystem of the roots (roots that share one
     are named together, as the alerts do)."""
     if usage is None or not usage.by_root:
         return ["Available Space: not measured"]
-    filesystems: dict[tuple[int | None, int | None], list[str]] = {}
+    filesystems: dict[tuple[str, int | None, int | None], list[RootUsage]] = {}
     for root in usage.by_root:
-        filesystems.setdefault((root.fs_size, root.fs_free), []).append(root.root)
+        filesystems.setdefault(_filesystem(root), []).append(root)
     lines = ["Available Space:"]
-    for (size, free), roots in filesystems.items():
-        names = ", ".join(printable(name) for name in roots)
+    for roots in filesystems.values():
+        # Roots of one filesystem were measured moments apart: the first one's figures.
+        size, free = roots[0].fs_size, roots[0].fs_free
+        names = ", ".join(printable(root.root) for root in roots)
         if free is None or not size:
             lines.append(f"  {names}: unknown")
         else:
@@ -277,7 +323,7 @@ def _body(
     now: datetime,
 ) -> str:
     heading = {"test": "Cleanup Test"}.get(
-        kind, "Daily Cleanup Report" if notice.run else "Cleanup Alert"
+        kind, "Daily Cleanup Report" if _is_report(notice) else "Cleanup Alert"
     )
     lines = [heading, "=" * len(heading)]
     if kind == "test":
@@ -287,11 +333,14 @@ def _body(
             f"Jobs Cleaned: {_jobs_cleaned(notice)}",
             f"Space Freed: {_space_freed(notice)}",
         ]
-    if kind != "test" or notice.usage is not None:
+    elif _not_started(notice):
+        lines += [NOT_STARTED, f"Error: {one_line(notice.error)}"]
+    # A run that did not start measured nothing: its usage is shown only when known.
+    if (kind != "test" and not _not_started(notice)) or notice.usage is not None:
         lines += _usage_lines(notice.usage)
         lines += _available_lines(notice.usage)
     lines.append(f"Next cleanup scheduled for: {next_scheduled(settings.schedule, now)}")
-    if notice.run is not None and kind != "test":
+    if _is_report(notice) and kind != "test":
         lines.append(f"Status: {_status(notice, kind)}")
     lines += _listed("Alerts", _alert_lines(notice), len(notice.alerts))
     if kind == "failure":
@@ -318,6 +367,7 @@ __all__ = [
     "Message",
     "MessageField",
     "NoticeError",
+    "break_mentions",
     "build_message",
     "network_error",
     "next_scheduled",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -21,22 +22,35 @@ from urllib.parse import urlsplit
 
 from eemt_cleanup import __version__
 from eemt_cleanup.config.schema import SlackNotifications
-from eemt_cleanup.notify.message import Message, NoticeError, network_error, one_line, scrub
+from eemt_cleanup.notify.bounded import within
+from eemt_cleanup.notify.message import (
+    Message,
+    NoticeError,
+    break_mentions,
+    network_error,
+    one_line,
+    scrub,
+)
 from eemt_cleanup.report.escape import printable
 
 log = logging.getLogger("eemt_cleanup")
 
 FIRST_BACKOFF_SECONDS = 1.0
+MAX_BACKOFF_SECONDS = 30.0
 MAX_RETRY_AFTER_SECONDS = 30.0
+RETRY_BUDGET_EXTRA_SECONDS = 60.0
 MAX_DETAIL = 100  # characters of a server's answer quoted in an error
 
 
 def slack_text(text: str) -> str:
-    """``text`` as Slack (and Mattermost) must receive it: control characters escaped, and
+    """``text`` as Slack (and Mattermost) must receive it: control characters escaped,
     ``&``, ``<`` and ``>`` as entities, so a name like ``<!channel>`` pings nobody and
-    ``<https://x|y>`` links nowhere."""
+    ``<https://x|y>`` links nowhere, and a plain ``@channel`` (which Mattermost and
+    Rocket.Chat act on) broken by a zero-width space (after the escape, which would show
+    that space as ``\\u200b``)."""
     clean = printable(text, backslashes=False)
-    return clean.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    marked = clean.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return break_mentions(marked)
 
 
 def payload(message: Message) -> dict[str, Any]:
@@ -71,27 +85,41 @@ class _Attempt:
 
 
 def post_message(
-    channel: SlackNotifications, message: Message, *, sleep: Callable[[float], None]
+    channel: SlackNotifications,
+    message: Message,
+    *,
+    wait: Callable[[float], bool],
+    clock: Callable[[], float] = time.monotonic,
 ) -> None:
     """POST ``message`` to ``channel.webhook_url``; retry up to ``channel.retries`` times
-    on timeouts, connection errors, 429 and 5xx (backoff 1 s, 2 s, 4 s...; a Retry-After of
-    up to 30 s is honoured), waiting through ``sleep``.
+    on timeouts, connection errors, 429 and 5xx.
+
+    One attempt (connect, send, the whole answer) takes at most ``timeout_seconds``. The
+    backoff doubles from 1 s up to 30 s a wait (a Retry-After of up to 30 s is honoured);
+    ``wait(delay)`` waits and answers True when the run is stopping, which ends the
+    retries. No retry starts that would take the channel past its budget, ``timeout_seconds
+    * (retries + 1) + 60`` seconds in all (attempts timed with ``clock``, waits counted as
+    asked for, so an injected ``wait`` keeps the budget honest).
 
     Raises NoticeError (its message names no part of the URL but its host) when it fails.
     """
     url = channel.webhook_url.strip()
     body = json.dumps(payload(message), ensure_ascii=True).encode("ascii")
     attempts = channel.retries + 1
+    budget = retry_budget(channel)
+    used = 0.0
     for attempt in range(1, attempts + 1):
-        failed = _post_once(url, body, channel.timeout_seconds)
+        started = clock()
+        failed = _bounded_post(url, body, channel.timeout_seconds)
+        used += clock() - started
         if failed is None:
             return
+        tries = f", after {attempt} attempts" if attempt > 1 else ""
         if not failed.retry or attempt == attempts:
-            tries = f", after {attempt} attempts" if attempt > 1 else ""
             raise NoticeError(f"{failed.reason}{tries}")
-        delay = FIRST_BACKOFF_SECONDS * 2 ** (attempt - 1)
-        if failed.retry_after is not None:
-            delay = max(delay, min(failed.retry_after, MAX_RETRY_AFTER_SECONDS))
+        delay = backoff(attempt, failed.retry_after)
+        if used + delay + channel.timeout_seconds > budget:
+            raise NoticeError(f"{failed.reason}{tries} (retry budget of {budget:g} s used up)")
         log.debug(
             "slack notice: %s (attempt %d of %d); retrying in %g s",
             failed.reason,
@@ -99,7 +127,32 @@ def post_message(
             attempts,
             delay,
         )
-        sleep(delay)
+        used += delay
+        if wait(delay):
+            raise NoticeError(f"{failed.reason}{tries} (not retried: the run is stopping)")
+
+
+def backoff(attempt: int, retry_after: float | None = None) -> float:
+    """Seconds to wait after failed attempt number ``attempt`` (1, 2, 4, ... at most 30),
+    or the server's Retry-After when longer (at most 30 as well)."""
+    delay = min(FIRST_BACKOFF_SECONDS * 2.0 ** (attempt - 1), MAX_BACKOFF_SECONDS)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, MAX_RETRY_AFTER_SECONDS))
+    return delay
+
+
+def retry_budget(channel: SlackNotifications) -> float:
+    """Seconds one notice may spend on ``channel``, attempts and waits together: every
+    attempt at its limit, and a minute of backoff."""
+    return channel.timeout_seconds * (channel.retries + 1) + RETRY_BUDGET_EXTRA_SECONDS
+
+
+def _bounded_post(url: str, body: bytes, timeout: float) -> _Attempt | None:
+    """One POST bounded as a whole by ``timeout`` (the socket timeout bounds each read)."""
+    try:
+        return within(timeout, lambda: _post_once(url, body, timeout), name="slack")
+    except TimeoutError as error:
+        return _Attempt(network_error(error, _where(url), timeout), True)
 
 
 def _secrets(url: str) -> tuple[str, ...]:
@@ -176,4 +229,4 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-__all__ = ["payload", "post_message", "slack_text"]
+__all__ = ["backoff", "payload", "post_message", "retry_budget", "slack_text"]

@@ -7,7 +7,8 @@ per record when a table cannot fit, tab-separated lines off a terminal).
   unit (the title names it) so that the columns line up at 80 columns;
 - "Current Usage" per status and per root (the latest sample), in human sizes;
 - sparklines (one mark a day, the eight block characters) of the data, the results
-  filesystem's used space and the bytes freed, the last 24 hours, and the projection.
+  filesystem's used space and the bytes freed, the last 24 hours, and the projection with
+  the method of its fit.
 """
 
 from __future__ import annotations
@@ -266,8 +267,18 @@ def report_lines(report: CapacityReport) -> list[str]:
     if filesystem:
         lines.append(filesystem)
     if report.samples or report.current is not None:
-        lines.append(f"Projection: {report.projection.sentence}")
+        lines.extend(projection_lines(report))
     lines.extend(report.notes)
+    return lines
+
+
+def projection_lines(report: CapacityReport) -> list[str]:
+    """The projection's sentence and, when there was a fit, how it was made (the fit is
+    over each day's peak, not every sample: the figure means something else)."""
+    projection = report.projection
+    lines = [f"Projection: {projection.sentence}"]
+    if projection.growth_bytes_per_day is not None:
+        lines.append(f"  ({projection.method}, {job_word(projection.peak_days, 'day')})")
     return lines
 
 
@@ -292,6 +303,7 @@ __all__ = [
     "current_tables",
     "daily_table",
     "last_day_line",
+    "projection_lines",
     "report_lines",
     "show_report",
     "sparkline",

@@ -17,8 +17,6 @@ The file is written atomically: a temporary file in the same directory, then ``o
 
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -112,7 +110,8 @@ def _draw_storage(axes: Any, report: CapacityReport) -> None:
 
 
 def _draw_projection(axes: Any, report: CapacityReport) -> None:
-    """The projection, dashed: from the latest sample at the fitted rate to its horizon."""
+    """The projection, dashed: from the latest day's peak at the rate fitted to each day's
+    peak (the legend says so: the line is an envelope, not through every sample)."""
     projection = report.projection
     points = report.results_filesystem
     if projection.growth_bytes_per_day is None or projection.used_at_until is None or not points:
@@ -125,7 +124,7 @@ def _draw_projection(axes: Any, report: CapacityReport) -> None:
         color="tab:red",
         linestyle="--",
         linewidth=1.6,
-        label="linear projection",
+        label="linear projection (fit to each day's highest used space)",
     )
     full_at = projection.full_at
     if projection.trend == "growing" and full_at is not None and full_at <= end:
@@ -237,29 +236,25 @@ def _subtitle(projection: Projection, width_px: int) -> str:
 
 
 def _save(figure: Any, target: Path) -> None:
-    """Write ``figure`` as PNG to ``target`` through a temporary file in its directory."""
-    directory = target.parent
-    if target.is_dir():
-        raise ConfigError(f"--png {target}: is a directory")
-    if not directory.is_dir():
-        raise ConfigError(f"--png {target}: directory {directory} does not exist")
+    """Write ``figure`` as PNG to ``target``: drawn in memory, then a new file created
+    ``O_EXCL | O_NOFOLLOW`` in its directory, mode 0644 set on the open descriptor, renamed
+    over ``target``. Nothing is ever done by path to a file others could swap (the
+    directory may be a web server's), and a symlink at ``target`` is replaced, not followed.
+    Raises ConfigError naming the path when it cannot be written."""
+    import io
+
+    from eemt_cleanup.fs.safe_open import UnsafeFileError, write_new_file
+
+    if not target.parent.is_dir():
+        raise ConfigError(f"--png {target}: directory {target.parent} does not exist")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)
     try:
-        handle, temporary = tempfile.mkstemp(
-            dir=directory, prefix=f".{target.name}.", suffix=".tmp"
-        )
+        write_new_file(target, buffer.getvalue(), mode=0o644, replace=True)
+    except UnsafeFileError as error:
+        raise ConfigError(f"--png {target}: {error.strerror}") from None
     except OSError as error:
         raise ConfigError(f"--png {target}: cannot write there ({error.strerror})") from None
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            figure.savefig(stream, format="png", dpi=DPI)
-        # mkstemp's file is private (0600); a chart is for everyone who reads the docs.
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, target)
-    except BaseException as error:
-        Path(temporary).unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise ConfigError(f"--png {target}: cannot write ({error.strerror})") from None
-        raise
 
 
 __all__ = ["DEFAULT_SIZE", "MISSING_HINT", "ChartUnavailable", "draw_chart", "load_matplotlib"]

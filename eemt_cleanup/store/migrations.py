@@ -35,7 +35,7 @@ COUNTS_COLUMNS: dict[str, str] = {
 }
 # Usage samples: one sample (sample_id) per real run and per status, a row per scope/name:
 # scope 'status' (name = job status), 'root' (name = uploads/results/temp, with the
-# filesystem's size and free space), 'due' (name = 'all': what is due now).
+# filesystem's size, free space and device number), 'due' (name = 'all': what is due now).
 USAGE_COLUMNS: dict[str, str] = {
     "sample_id": "TEXT",
     "taken_at": "TEXT",
@@ -47,6 +47,7 @@ USAGE_COLUMNS: dict[str, str] = {
     "bytes": "INTEGER",
     "fs_size": "INTEGER",
     "fs_free": "INTEGER",
+    "fs_id": "INTEGER",
 }
 # Every notice decided, per channel: sent, suppressed (rate limit), failed, or unwanted (its
 # kind is not in the channel's `on`); what the rate limit and "what changed" read.

@@ -1,15 +1,18 @@
 """The notices decided per channel (``cleanup_notices``): what the rate limit and the
 success/failure change rule of :mod:`eemt_cleanup.notify` read, and where each decision is
-recorded (append-only, one row per notice per channel).
+recorded (append-only, one row per notice per channel; ``kind`` is the notice's primary
+kind: ``failure``, ``success``, ``alert`` or ``test``).
 
 Order is the row id (insertion order), never the stored time: a clock that steps back must
-not reorder the history. Test notices are recorded, but neither count as sent for the rate
-limit nor end a run of held-back notices.
+not reorder the history. Only notices *sent* count, for the rate limit (per kind) as for
+the change rule. Test notices are recorded, but neither count as sent nor end a run of
+held-back notices.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -40,9 +43,9 @@ class NoticeRecord:
 class ChannelHistory:
     """What one channel's past notices say about the next one."""
 
-    last_outcome: str | None  # kind of the last success/failure notice (any decision)
-    last_sent_at: datetime | None  # the last notice actually sent (tests excluded)
-    held_back: int  # notices suppressed since that one
+    last_outcome: str | None  # kind of the last success/failure notice sent
+    sent_at: Mapping[str, datetime]  # per kind (failure, success, alert): its last one sent
+    held_back: int  # notices (of any kind) suppressed since the last one sent (of any kind)
     held_back_since: datetime | None  # when the first of them was held back
 
 
@@ -55,26 +58,25 @@ def ensure_notices_table(conn: sqlite3.Connection, jobs: Jobs) -> None:
 
 def channel_history(conn: sqlite3.Connection, channel: str) -> ChannelHistory:
     """Read ``channel``'s history. Raises sqlite3.Error when it cannot be read."""
-    outcome = conn.execute(
-        f"SELECT kind FROM {NOTICES_TABLE} WHERE channel = ? AND kind IN (?, ?) "
-        "ORDER BY id DESC LIMIT 1",
-        (channel, *OUTCOME_KINDS),
-    ).fetchone()
+    # The last notice sent of each kind (tests excluded), newest first.
     sent = conn.execute(
-        f"SELECT id, at FROM {NOTICES_TABLE} WHERE channel = ? AND decision = 'sent' "
-        "AND kind != ? ORDER BY id DESC LIMIT 1",
+        f"SELECT id, kind, at FROM {NOTICES_TABLE} WHERE id IN (SELECT max(id) "
+        f"FROM {NOTICES_TABLE} WHERE channel = ? AND decision = 'sent' AND kind != ? "
+        "GROUP BY kind) ORDER BY id DESC",
         (channel, TEST_KIND),
-    ).fetchone()
-    sent_id = sent[0] if sent else 0
+    ).fetchall()
+    sent_id = sent[0][0] if sent else 0
     held, first_held = conn.execute(
         f"SELECT count(*), (SELECT at FROM {NOTICES_TABLE} WHERE channel = ? "
         "AND decision = 'suppressed' AND id > ? ORDER BY id LIMIT 1) "
         f"FROM {NOTICES_TABLE} WHERE channel = ? AND decision = 'suppressed' AND id > ?",
         (channel, sent_id, channel, sent_id),
     ).fetchone()
+    sent_at = {str(kind): parse_timestamp(at) for _, kind, at in sent}
+    outcomes = [str(kind) for _, kind, _ in sent if kind in OUTCOME_KINDS]
     return ChannelHistory(
-        last_outcome=str(outcome[0]) if outcome else None,
-        last_sent_at=parse_timestamp(sent[1]) if sent else None,
+        last_outcome=outcomes[0] if outcomes else None,
+        sent_at={kind: at for kind, at in sent_at.items() if at is not None},
         held_back=int(held),
         held_back_since=parse_timestamp(first_held) if first_held else None,
     )

@@ -38,6 +38,7 @@ class RootUsage(BaseModel):
     bytes: int
     fs_size: int | None = None
     fs_free: int | None = None
+    fs_id: int | None = None  # the filesystem's device number (st_dev): roots sharing one
 
     @property
     def free_percent(self) -> float | None:
@@ -77,25 +78,35 @@ def write_sample(conn: sqlite3.Connection, sample: UsageSample) -> None:
     """Append ``sample`` (one row per status, per root, and one for what is due)."""
     common = (sample.sample_id, format_utc(sample.taken_at), sample.source, sample.run_id)
     rows: list[tuple[Any, ...]] = [
-        (*common, "status", group.status, group.jobs, group.bytes, None, None)
+        (*common, "status", group.status, group.jobs, group.bytes, None, None, None)
         for group in sample.by_status
     ]
     rows += [
-        (*common, "root", usage.root, usage.jobs, usage.bytes, usage.fs_size, usage.fs_free)
+        (
+            *common,
+            "root",
+            usage.root,
+            usage.jobs,
+            usage.bytes,
+            usage.fs_size,
+            usage.fs_free,
+            usage.fs_id,
+        )
         for usage in sample.by_root
     ]
-    rows.append((*common, "due", "all", sample.due_jobs, sample.due_bytes, None, None))
+    rows.append((*common, "due", "all", sample.due_jobs, sample.due_bytes, None, None, None))
     with write_transaction(conn):
         conn.executemany(
             f"INSERT INTO {USAGE_TABLE} (sample_id, taken_at, source, run_id, scope, name, jobs,"
-            " bytes, fs_size, fs_free) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            " bytes, fs_size, fs_free, fs_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             rows,
         )
 
 
 def _samples(rows: Sequence[sqlite3.Row | tuple[Any, ...]]) -> list[UsageSample]:
     samples: dict[str, UsageSample] = {}
-    for sample_id, taken_at, source, run_id, scope, name, jobs, size, fs_size, fs_free in rows:
+    for row in rows:
+        sample_id, taken_at, source, run_id, scope, name, jobs, size, fs_size, fs_free, fs_id = row
         sample = samples.get(sample_id)
         if sample is None:
             moment = parse_timestamp(taken_at)
@@ -109,7 +120,12 @@ def _samples(rows: Sequence[sqlite3.Row | tuple[Any, ...]]) -> list[UsageSample]
         elif scope == "root":
             sample.by_root.append(
                 RootUsage(
-                    root=name, jobs=jobs or 0, bytes=size or 0, fs_size=fs_size, fs_free=fs_free
+                    root=name,
+                    jobs=jobs or 0,
+                    bytes=size or 0,
+                    fs_size=fs_size,
+                    fs_free=fs_free,
+                    fs_id=fs_id,
                 )
             )
         elif scope == "due":
@@ -117,7 +133,9 @@ def _samples(rows: Sequence[sqlite3.Row | tuple[Any, ...]]) -> list[UsageSample]
     return sorted(samples.values(), key=lambda s: s.taken_at)
 
 
-_SAMPLE_COLUMNS = "sample_id, taken_at, source, run_id, scope, name, jobs, bytes, fs_size, fs_free"
+_SAMPLE_COLUMNS = (
+    "sample_id, taken_at, source, run_id, scope, name, jobs, bytes, fs_size, fs_free, fs_id"
+)
 
 
 def latest_sample(conn: sqlite3.Connection) -> UsageSample | None:

@@ -103,7 +103,8 @@ def test_notify_test_with_the_receiver_down_exits_1_and_shows_no_secret(tmp_path
         f"email: sent (1 recipient via 127.0.0.1:{box.port})",
         f"slack: failed ({error})",
     ]
-    assert result.stderr.splitlines() == [f"slack notice failed (http://127.0.0.1/***): {error}"]
+    # The failure is the channel's line on stdout; it is not repeated as a warning.
+    assert result.stderr == ""
     for stream in (result.stdout, result.stderr):
         assert SECRET not in stream and "/services" not in stream
     assert len(box.messages) == 1
@@ -131,6 +132,7 @@ def test_notify_test_json_lists_each_result_and_records_in_the_db_path_given(
                 "error": None,
                 "suppressed_before": 0,
                 "destination": "http://127.0.0.1/***",
+                "note": None,
             }
         ],
     }
@@ -168,3 +170,24 @@ def test_notify_help_shows_the_examples_and_exit_codes(tmp_path: Path) -> None:
     assert result.code == 0
     assert "eemt-cleanup notify --test -c /srv/eemt/cleanup_config.yaml" in result.stdout
     assert "Exit codes: 0 every channel took the notice, 1 at least one failed" in result.stdout
+
+
+def test_notify_test_with_a_missing_database_still_sends_and_says_why_in_a_note(
+    tmp_path: Path,
+) -> None:
+    missing = tmp_path / "absent.db"
+    with http_receiver() as receiver:
+        settings = {"slack": {"enabled": True, "webhook_url": receiver.url}}
+        config = write_config(tmp_path / "base", settings)
+        args = ["notify", "--test", "-c", str(config), "--db-path", str(missing)]
+        result = call(args, guarded_env(tmp_path))
+
+    assert result.code == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "slack: sent (http://127.0.0.1/***)",
+        f"Note: notification state in {missing} cannot be used (database not found: {missing}"
+        " (set paths.database, EEMT_DB_PATH or --db-path)): notices are sent without a rate"
+        " limit",
+    ]
+    assert result.stderr == ""
+    assert len(receiver.requests) == 1 and not missing.exists()

@@ -143,6 +143,8 @@ def test_json_is_the_capacity_report_with_every_sample_of_the_window(history: Hi
     assert data["current"]["by_root"][0]["fs_free"] == 100 * GIB
     projection = data["projection"]
     assert projection["trend"] == "growing"
+    assert projection["method"] == "least squares over each day's highest used space"
+    assert (projection["samples"], projection["peak_days"]) == (SAMPLES, SAMPLES)
     assert projection["growth_bytes_per_day"] == pytest.approx(10 * GIB)
     # 100 GiB used an hour before now, 10 GiB a day: the fit at now is ~100.4 GiB.
     assert projection["days_until_full"] == pytest.approx(9.96, abs=0.01)
@@ -193,6 +195,11 @@ def test_off_a_terminal_the_report_is_plain_text_with_sparklines(history: Histor
     assert "  Results fs used ▂▂▃▄▅▅▆▇▇█  100.0 GB used" in lines
     assert "  Job data        ▂▃▃▄▅▅▆▇▇█  52.0 GB now" in lines
     assert "Last 24 h: 3 jobs cleaned (3 completed), 6.0 GB freed" in lines
+    projection = lines.index("  (least squares over each day's highest used space, 10 days)")
+    assert lines[projection - 1].startswith(
+        "Projection: used space on the results filesystem grows 10.0 GB a day; at this rate "
+        "the results filesystem is full in 10 days ("
+    )
     # A status from the database is escaped, never emitted raw.
     assert f"{HOSTILE_SHOWN}\t1\t1.0 GB" in lines
 

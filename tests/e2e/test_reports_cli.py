@@ -224,3 +224,62 @@ def test_receivers_down_or_failing_leave_exit_0_and_no_secret_anywhere(
     for text in (done.stdout, done.stderr, log_text, shown.stdout, shown_json.stdout):
         assert SECRET not in text
     assert "http://127.0.0.1/***" in shown.stdout
+
+
+def test_a_metrics_file_that_cannot_be_written_is_a_problem_not_a_failure(
+    demo_base: DemoBase, run_cli
+) -> None:
+    missing = demo_base.path / "no-such-dir" / "eemt.prom"
+    config = write_config(demo_base, f"metrics:\n  textfile: {missing}\n")
+
+    done = run_cli("run", "--json", "--config", str(config), *demo_base.path_args())
+
+    assert done.code == 0, done.stderr
+    data = done.json()
+    assert data["success"] is True
+    assert data["metrics"] == {
+        "textfile": str(missing),
+        "written": False,
+        "error": "No such file or directory",
+    }
+    assert data["report_problems"] == [
+        f"metrics textfile {missing} not written: No such file or directory"
+    ]
+
+
+def test_a_run_that_cannot_start_sends_a_failure_notice_and_exits_2(
+    demo_base: DemoBase, run_cli
+) -> None:
+    import shutil
+
+    with http_receiver() as hook:
+        config = write_config(
+            demo_base,
+            f"notifications:\n  slack:\n    enabled: true\n    webhook_url: {hook.url}\n",
+        )
+        shutil.rmtree(demo_base.path / "results")  # its mount is gone
+        done = run_cli("run", "--quiet", "--config", str(config), *demo_base.path_args())
+        wait_for(lambda: len(hook.bodies) == 1)
+
+    assert done.code == 2
+    assert "paths.results: not an existing directory" in done.stderr
+    fields = {f["title"]: f["value"] for f in hook.bodies[0]["attachments"][0]["fields"]}
+    assert fields["Status"] == "Failed (exit 2)"
+    assert "paths.results: not an existing directory" in fields["Error"]
+
+
+def test_another_run_holding_the_lock_sends_no_notice(demo_base: DemoBase, run_cli) -> None:
+    import fcntl
+
+    with http_receiver() as hook:
+        config = write_config(
+            demo_base,
+            f"notifications:\n  slack:\n    enabled: true\n    webhook_url: {hook.url}\n"
+            "    on: [failure, success]\n",
+        )
+        with open(demo_base.db, "rb") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)  # what another live run holds
+            done = run_cli("run", "--quiet", "--config", str(config), *demo_base.path_args())
+
+    assert done.code == 75
+    assert hook.bodies == []

@@ -271,3 +271,17 @@ def test_load_config_rejects_a_bad_override_naming_it(tmp_path: Path) -> None:
     assert loaded.sources["performance.batch_size"] == "flag load_config(batch_size=)"
     with pytest.raises(ConfigError, match="max_workers"):
         eemt_cleanup.load_config(config, workers=0)
+
+
+def test_the_api_functions_stay_callable_after_their_modules_are_imported(
+    demo_base: DemoBase,
+) -> None:
+    # A submodule named like an API function would replace it on the package when imported.
+    import eemt_cleanup.sampling
+    import eemt_cleanup.stocktake
+
+    config = demo_config(demo_base)
+    first = eemt_cleanup.inventory(config)
+    second = eemt_cleanup.inventory(config)
+    assert callable(eemt_cleanup.plan) and callable(eemt_cleanup.run_cleanup)
+    assert first.due_now == second.due_now > 0

@@ -1,6 +1,8 @@
 """Integration: the capacity picture from real SQLite files — the projection's arithmetic on
-hand-made samples, the per-day aggregation (the last sample of each day), freed per day and
-the last 24 hours from inserted counts, the window, and the sparklines and tables it shows."""
+hand-made samples (a fit over each day's highest used space: a saw-tooth of low nightly and
+high daytime samples does not bend it), the per-day aggregation (the last sample of each
+day), freed per day and the last 24 hours from inserted counts, the window, and the
+sparklines and tables it shows."""
 
 from __future__ import annotations
 
@@ -14,9 +16,11 @@ import pytest
 from conftest import create_jobs_db
 
 from eemt_cleanup.capacity import (
+    METHOD,
     NO_SAMPLES_HINT,
     CapacityReport,
     build_report,
+    daily_peaks,
     fit_line,
     report_from,
 )
@@ -25,6 +29,7 @@ from eemt_cleanup.report.capacity_view import (
     condense,
     daily_table,
     last_day_line,
+    projection_lines,
     sparkline,
     unit_for,
 )
@@ -69,13 +74,14 @@ def add_sample(
     completed: int = 0,
     failed: int = 0,
     results: int = 0,
+    source: str = "status",
 ) -> None:
     write_sample(
         conn,
         UsageSample(
             sample_id=str(uuid.uuid4()),
             taken_at=taken_at,
-            source="status",
+            source=source,
             by_status=[
                 StatusUsage(status="completed", jobs=3, bytes=completed),
                 StatusUsage(status="failed", jobs=1, bytes=failed),
@@ -198,21 +204,109 @@ def test_one_sample_is_not_enough_history(conn: sqlite3.Connection) -> None:
     assert projection.trend == "not_enough_history"
     assert projection.growth_bytes_per_day is None and projection.full_on is None
     assert projection.sentence == (
-        "not enough history for a projection: it needs at least 2 samples of the results "
-        "filesystem at least 1 hour apart (have 1 sample)"
+        "not enough history for a projection: it needs the results filesystem's highest "
+        "used space on at least 2 days, at least 1 hour apart (have 1 day)"
     )
+    assert projection_lines(report(conn)) == [f"Projection: {projection.sentence}"]
 
 
-def test_samples_less_than_an_hour_apart_are_not_enough_history(
+def test_many_samples_of_one_day_are_not_enough_history(conn: sqlite3.Connection) -> None:
+    for hour in (2, 8, 11):
+        add_sample(conn, NOW.replace(hour=hour), used=(40 + hour) * GIB)
+
+    projection = report(conn).projection
+
+    assert (projection.trend, projection.samples, projection.peak_days) == (
+        "not_enough_history",
+        3,
+        1,
+    )
+    assert projection.sentence.endswith("(have 1 day)")
+
+
+def test_peaks_of_two_days_less_than_an_hour_apart_are_not_enough_history(
     conn: sqlite3.Connection,
 ) -> None:
-    add_sample(conn, NOW - timedelta(minutes=30), used=40 * GIB)
-    add_sample(conn, NOW, used=41 * GIB)
+    midnight = NOW.replace(hour=0)
+    add_sample(conn, midnight - timedelta(minutes=20), used=40 * GIB)
+    add_sample(conn, midnight + timedelta(minutes=10), used=41 * GIB)
 
     projection = report(conn).projection
 
     assert projection.trend == "not_enough_history"
-    assert projection.sentence.endswith("(have 2 samples within 30 minutes)")
+    assert projection.sentence.endswith("(have 2 days, their peaks within 30 minutes)")
+
+
+def test_low_nightly_and_high_daytime_samples_give_the_growth_of_the_daily_peaks(
+    conn: sqlite3.Connection,
+) -> None:
+    # Ten days growing 1 GiB a day: 02:05 after the nightly run (just cleaned), 14:00 from
+    # status 5 GiB higher, and on the last four days status run twice more that afternoon.
+    first_night = datetime(2026, 11, 23, 2, 5, tzinfo=UTC)
+    base = 40 * GIB
+    for day in range(10):
+        night = first_night + day * DAY
+        add_sample(conn, night, used=base + day * GIB, source="run")
+        for hour in (14, 15, 16) if day >= 6 else (14,):
+            add_sample(conn, night.replace(hour=hour, minute=0), used=base + (day + 5) * GIB)
+
+    evening = datetime(2026, 12, 2, 18, 0, tzinfo=UTC)
+    capacity = report_from(conn, since=evening - 30 * DAY, now=evening)
+    projection = capacity.projection
+
+    # Every sample alike, the extra afternoons would bend the line up (the old fit).
+    every_sample, _ = fit_line(
+        [(p.taken_at - first_night).total_seconds() / 86400 for p in capacity.results_filesystem],
+        [p.used / GIB for p in capacity.results_filesystem],
+    )
+    assert every_sample == pytest.approx(1.22, abs=0.01)
+    assert projection.growth_bytes_per_day == pytest.approx(GIB, rel=0.01)
+    assert (projection.samples, projection.peak_days, projection.method) == (28, 10, METHOD)
+    # From the latest day's peak (14:00, the first of its 54 GiB samples) on to 18:00.
+    assert projection.anchor_at == datetime(2026, 12, 2, 14, 0, tzinfo=UTC)
+    assert projection.anchor_used == base + 14 * GIB
+    assert projection.days_until_full == pytest.approx(46 - 4 / 24, rel=1e-6)
+    assert projection.full_on == "2027-01-17"
+    assert projection_lines(capacity) == [
+        "Projection: used space on the results filesystem grows 1.0 GB a day; at this rate "
+        "the results filesystem is full in 46 days (2027-01-17)",
+        "  (least squares over each day's highest used space, 10 days)",
+    ]
+
+
+def test_the_latest_days_peak_is_the_anchor_even_when_a_later_sample_is_lower(
+    conn: sqlite3.Connection,
+) -> None:
+    add_sample(conn, NOW - 2 * DAY, used=20 * GIB)
+    add_sample(conn, NOW - DAY, used=30 * GIB)
+    add_sample(conn, NOW - timedelta(hours=4), used=40 * GIB)
+    add_sample(conn, NOW, used=35 * GIB)  # someone cleaned by hand since
+
+    projection = report(conn).projection
+
+    assert (projection.anchor_at, projection.anchor_used) == (
+        NOW - timedelta(hours=4),
+        40 * GIB,
+    )
+    assert projection.growth_bytes_per_day == pytest.approx(
+        fit_line([0.0, 1.0, 2.0 - 4 / 24], [20.0, 30.0, 40.0])[0] * GIB
+    )
+
+
+def test_daily_peaks_keep_each_days_highest_and_the_earliest_of_equal_ones(
+    conn: sqlite3.Connection,
+) -> None:
+    day = datetime(2026, 11, 30, tzinfo=UTC)
+    for hour, used in ((2, 10), (9, 14), (13, 14), (20, 12)):
+        add_sample(conn, day + timedelta(hours=hour), used=used * GIB)
+    add_sample(conn, day + DAY + timedelta(hours=2), used=11 * GIB)
+
+    peaks = daily_peaks(report(conn).results_filesystem)
+
+    assert [(peak.taken_at, peak.used) for peak in peaks] == [
+        (day + timedelta(hours=9), 14 * GIB),
+        (day + DAY + timedelta(hours=2), 11 * GIB),
+    ]
 
 
 def test_samples_without_filesystem_figures_are_left_out_of_the_fit(
@@ -225,7 +319,7 @@ def test_samples_without_filesystem_figures_are_left_out_of_the_fit(
     capacity = report(conn)
 
     assert [point.used for point in capacity.results_filesystem] == [10 * GIB, 30 * GIB]
-    assert capacity.projection.samples == 2
+    assert (capacity.projection.samples, capacity.projection.peak_days) == (2, 2)
     assert capacity.projection.growth_bytes_per_day == pytest.approx(10 * GIB)
 
 

@@ -11,6 +11,7 @@ import os
 import socket
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,8 @@ import yaml
 from conftest import create_jobs_db
 from servers import (
     SECRET_PATH,
+    SLOW_HTTP_ANSWER,
+    SLOW_SMTP_GREETING,
     Answer,
     Mailbox,
     closed_url,
@@ -30,14 +33,24 @@ from servers import (
     http_receiver,
     self_signed_certificate,
     smtp_server,
+    trickling_server,
+    wait_for,
 )
 
 from eemt_cleanup.alerts import Alert, AlertKind
 from eemt_cleanup.config.loader import LoadedConfig, load_config
 from eemt_cleanup.humanize_size import human_size
 from eemt_cleanup.models import CleanedJobs, RunSummary, SpaceFreed
-from eemt_cleanup.notify import Notice, NoticeResult, decide, enabled_channels, send_notices
+from eemt_cleanup.notify import (
+    Notice,
+    NoticeResult,
+    apprise_channel,
+    decide,
+    enabled_channels,
+    send_notices,
+)
 from eemt_cleanup.notify.apprise_channel import NOT_INSTALLED
+from eemt_cleanup.notify.message import build_message
 from eemt_cleanup.store.notices import ChannelHistory, recent_notices
 from eemt_cleanup.store.usage import RootUsage, StatusUsage, UsageSample
 
@@ -800,11 +813,14 @@ def test_a_locked_database_still_sends_without_rate_limit_and_warns_once(
 
     assert [(r.channel, r.decision) for r in results] == [("email", "sent"), ("slack", "sent")]
     assert len(receiver.bodies) == 2 and len(box.messages) == 2
-    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert warnings == [
+    warning = (
         f"notification state in {config.roots.database} cannot be used (database is locked):"
         " notices are sent without a rate limit"
-    ]
+    )
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [warning]
+    # Also on every result, for callers that keep the log quiet (status, notify).
+    assert [r.note for r in results] == [warning, warning]
     # Only the first notice (per channel) was recorded: the second found the state locked.
     assert [row[:2] for row in notices_in(config)] == [("failure", "sent"), ("failure", "sent")]
 
@@ -824,7 +840,7 @@ def test_an_unexpected_error_in_a_channel_is_a_failed_result_without_the_url(
 ) -> None:
     from eemt_cleanup.notify import slack as slack_channel
 
-    def broken(channel: Any, message: Any, *, sleep: Any) -> None:
+    def broken(channel: Any, message: Any, *, wait: Any) -> None:
         raise RuntimeError(f"boom while posting to {channel.webhook_url}")
 
     monkeypatch.setattr(slack_channel, "post_message", broken)
@@ -839,27 +855,328 @@ def test_an_unexpected_error_in_a_channel_is_a_failed_result_without_the_url(
 
 
 @pytest.mark.parametrize(
-    ("kinds", "on", "last_outcome", "sent_hours_ago", "expected"),
+    ("kinds", "on", "last_outcome", "sent", "expected"),
     [
         ({"failure"}, ["failure"], None, None, "send"),
-        ({"failure"}, ["failure"], "failure", 1, "suppressed"),
-        ({"failure"}, ["failure"], "failure", 7, "send"),
-        ({"failure"}, ["failure"], "success", 1, "send"),  # a change
-        ({"success"}, ["failure"], "failure", 1, "send"),  # a recovery
-        ({"success"}, ["failure"], "success", 9, "unwanted"),
+        ({"failure"}, ["failure"], "failure", ("failure", 1), "suppressed"),
+        ({"failure"}, ["failure"], "failure", ("failure", 7), "send"),
+        ({"failure"}, ["failure"], "success", ("success", 1), "send"),  # a change
+        ({"success"}, ["failure"], "failure", ("failure", 1), "send"),  # a recovery
+        ({"success"}, ["failure"], "success", ("success", 9), "unwanted"),
         ({"success"}, ["failure"], None, None, "unwanted"),
-        ({"success", "alert"}, ["alert"], "success", 1, "suppressed"),
-        ({"test"}, [], "failure", 0, "send"),
-        ({"failure"}, ["failure"], "failure", -2, "send"),  # the clock stepped back
+        ({"success", "alert"}, ["alert"], "success", ("success", 1), "suppressed"),
+        ({"test"}, [], "failure", ("failure", 0), "send"),
+        ({"failure"}, ["failure"], "failure", ("failure", -2), "send"),  # the clock stepped back
+        ({"failure"}, ["failure", "alert"], None, ("alert", 1), "send"),  # per kind
+        ({"alert"}, ["failure", "alert"], "failure", ("failure", 1), "send"),  # per kind
+        ({"alert"}, ["failure", "alert"], None, ("alert", 1), "suppressed"),
     ],
 )
-def test_decide_follows_the_rules_of_on_interval_and_change(
+def test_decide_follows_the_rules_of_on_interval_per_kind_and_change(
     kinds: set[str],
     on: list[str],
     last_outcome: str | None,
-    sent_hours_ago: float | None,
+    sent: tuple[str, float] | None,
     expected: str,
 ) -> None:
-    last_sent = None if sent_hours_ago is None else NOW - timedelta(hours=sent_hours_ago)
-    history = ChannelHistory(last_outcome, last_sent, 0, None)
+    sent_at = {} if sent is None else {sent[0]: NOW - timedelta(hours=sent[1])}
+    history = ChannelHistory(last_outcome, sent_at, 0, None)
     assert decide(Notice(kinds=frozenset(kinds)), on, 6 * 3600, history, NOW) == expected
+
+
+# --- time limits, backoff, stopping ------------------------------------------------------------
+
+
+def test_webhook_trickling_its_answer_times_out_as_one_whole_attempt(tmp_path: Path) -> None:
+    # One byte every 0.2 s: no read ever waits 1 s, so only a limit on the attempt ends it.
+    with trickling_server(SLOW_HTTP_ANSWER) as server:
+        config = write_config(tmp_path / "base", slack(server.url, timeout_seconds=1, retries=0))
+        started = time.monotonic()
+        (result,) = send_notices(config, failure_notice(), now=NOW)
+        elapsed = time.monotonic() - started
+
+    assert (result.decision, result.error) == (
+        "failed",
+        f"timed out after 1 s: 127.0.0.1:{server.port}",
+    )
+    assert elapsed < 6
+    assert server.connections == 1
+
+
+def test_mail_server_trickling_its_greeting_times_out_as_one_whole_conversation(
+    tmp_path: Path,
+) -> None:
+    with trickling_server(SLOW_SMTP_GREETING) as server:
+        settings = {"enabled": True, "smtp_server": "127.0.0.1", "smtp_port": server.port}
+        settings.update(recipients=["ops@example.com"], timeout_seconds=1)
+        config = write_config(tmp_path / "base", {"email": settings})
+        started = time.monotonic()
+        (result,) = send_notices(config, failure_notice(), now=NOW)
+        elapsed = time.monotonic() - started
+
+    assert (result.decision, result.error) == (
+        "failed",
+        f"timed out after 1 s: 127.0.0.1:{server.port}",
+    )
+    assert elapsed < 6
+
+
+def test_apprise_url_trickling_its_answer_is_abandoned_at_the_bound_and_stays_quiet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setattr(apprise_channel, "NOTIFY_TIMEOUT_SECONDS", 1.0)
+    with trickling_server(SLOW_HTTP_ANSWER) as server:
+        url = f"json://127.0.0.1:{server.port}/XSECRETTOKENX"
+        config = write_config(tmp_path / "base", {"apprise": {"enabled": True, "urls": [url]}})
+        started = time.monotonic()
+        (result,) = send_notices(config, failure_notice(), now=NOW)
+        elapsed = time.monotonic() - started
+        # The abandoned notify() is still running: its loggers stay silenced meanwhile.
+        assert logging.getLogger("urllib3").level > logging.CRITICAL
+
+    assert (result.decision, result.error) == (
+        "failed",
+        "apprise could not notify 1 of 1: URL 1 (json://***, timed out after 1 s)",
+    )
+    assert elapsed < 6
+    # The server closed: the abandoned notify() ends, and the last one out restores them.
+    wait_for(lambda: logging.getLogger("urllib3").level == logging.NOTSET)
+    assert logging.getLogger("apprise").level == logging.NOTSET
+    assert "XSECRETTOKENX" not in caplog.text
+
+
+def test_backoff_between_retries_is_capped_at_thirty_seconds(tmp_path: Path) -> None:
+    delays: list[float] = []
+    with http_receiver([(500, {}, "down")]) as receiver:
+        # A budget of 300 * 11 + 60 s: the cap, not the budget, is what shows.
+        channel = slack(receiver.url, retries=10, timeout_seconds=300)
+        config = write_config(tmp_path / "base", channel)
+        (result,) = send_notices(config, failure_notice(), now=NOW, sleep=no_sleep(delays))
+
+    assert delays == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0, 30.0, 30.0]
+    assert len(receiver.requests) == 11
+    assert result.error == "HTTP 500: down, after 11 attempts"
+
+
+def test_retries_stop_when_the_channel_budget_would_be_passed(tmp_path: Path) -> None:
+    delays: list[float] = []
+    with http_receiver([(500, {}, "down")]) as receiver:
+        # Budget 1 * 11 + 60 = 71 s: after waits of 61 s, another 30 s wait and a 1 s
+        # attempt would pass it.
+        channel = slack(receiver.url, retries=10, timeout_seconds=1)
+        config = write_config(tmp_path / "base", channel)
+        (result,) = send_notices(config, failure_notice(), now=NOW, sleep=no_sleep(delays))
+
+    assert delays == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0]
+    assert len(receiver.requests) == 7
+    assert result.error == "HTTP 500: down, after 7 attempts (retry budget of 71 s used up)"
+
+
+def test_a_stop_already_set_allows_exactly_one_attempt_and_no_wait(tmp_path: Path) -> None:
+    delays: list[float] = []
+    stop = threading.Event()
+    stop.set()
+    with http_receiver([(500, {}, "oops")]) as receiver:
+        config = write_config(tmp_path / "base", slack(receiver.url, retries=2))
+        (result,) = send_notices(
+            config, failure_notice(), now=NOW, sleep=no_sleep(delays), stop=stop
+        )
+
+    assert len(receiver.requests) == 1
+    assert delays == []  # the stop's wait was used, not the sleep
+    assert (result.decision, result.error) == (
+        "failed",
+        "HTTP 500: oops (not retried: the run is stopping)",
+    )
+
+
+def test_a_stop_set_during_the_backoff_ends_the_wait_at_once(tmp_path: Path) -> None:
+    stop = threading.Event()
+    with http_receiver([(503, {"Retry-After": "30"}, "busy")]) as receiver:
+        config = write_config(tmp_path / "base", slack(receiver.url, retries=2))
+
+        def stop_after_first_request() -> None:
+            wait_for(lambda: len(receiver.requests) == 1)
+            stop.set()
+
+        stopper = threading.Thread(target=stop_after_first_request, daemon=True)
+        stopper.start()
+        started = time.monotonic()
+        (result,) = send_notices(config, failure_notice(), now=NOW, stop=stop)
+        elapsed = time.monotonic() - started
+        stopper.join(timeout=30)
+
+    assert elapsed < 15  # the wait was 30 s
+    assert len(receiver.requests) == 1
+    assert result.error == "HTTP 503: busy (not retried: the run is stopping)"
+
+
+# --- which notices count: a recovery that failed, min_interval per kind ---------------------------
+
+
+def test_a_recovery_whose_delivery_failed_is_announced_by_the_next_success(
+    tmp_path: Path,
+) -> None:
+    answers: list[Answer] = [(200, {}, "ok"), (500, {}, "receiver down"), (200, {}, "ok")]
+    with http_receiver(answers) as receiver:
+        channel = slack(receiver.url, on=["failure"], retries=0)
+        config = write_config(tmp_path / "base", channel)
+        decisions = [
+            send_notices(config, notice, now=NOW + timedelta(hours=hours))[0].decision
+            for hours, notice in (
+                (0, failure_notice()),
+                (1, success_notice()),
+                (2, success_notice()),
+            )
+        ]
+
+    assert decisions == ["sent", "failed", "sent"]
+    statuses = [
+        next(f["value"] for f in body["attachments"][0]["fields"] if f["title"] == "Status")
+        for body in receiver.bodies
+    ]
+    assert statuses == ["Failed (exit 1)", "Success", "Success"]
+
+
+def alert_notice() -> Notice:
+    return Notice(kinds=frozenset({"alert"}), alerts=(RESULTS_ALERT,), usage=usage_sample())
+
+
+def test_min_interval_holds_back_only_a_notice_of_the_same_kind(tmp_path: Path) -> None:
+    with http_receiver() as receiver:
+        config = write_config(tmp_path / "base", slack(receiver.url, min_interval="6h"))
+        sequence = [
+            (0, alert_notice()),
+            (1, failure_notice()),  # no failure sent yet: the alert holds it not back
+            (2, failure_notice()),  # a failure sent an hour ago: held back
+            (3, alert_notice()),  # an alert sent 3 hours ago: held back
+            (8, failure_notice()),  # 7 hours after the last failure: sent, both counted
+        ]
+        results = [
+            send_notices(config, notice, now=NOW + timedelta(hours=hours))[0]
+            for hours, notice in sequence
+        ]
+
+    assert [(r.kind, r.decision, r.suppressed_before) for r in results] == [
+        ("alert", "sent", 0),
+        ("failure", "sent", 0),
+        ("failure", "suppressed", 0),
+        ("alert", "suppressed", 0),
+        ("failure", "sent", 2),
+    ]
+    fields = {
+        item["title"]: item["value"] for item in receiver.bodies[2]["attachments"][0]["fields"]
+    }
+    assert fields["Held back"] == "2 notices held back since 2026-01-20 14:00 UTC (min_interval 6h)"
+
+
+# --- a run that could not start, mentions, filesystems ------------------------------------------
+
+NOT_STARTED_ERROR = "paths.results: /srv/results does not exist (is its filesystem mounted?)"
+
+
+def not_started_notice(error: str = NOT_STARTED_ERROR) -> Notice:
+    return Notice(kinds=frozenset({"failure"}), exit_code=2, trigger="cli", error=error)
+
+
+def test_a_run_that_could_not_start_posts_failed_exit_2_and_its_error(tmp_path: Path) -> None:
+    with http_receiver() as receiver:
+        config = write_config(tmp_path / "base", slack(receiver.url))
+        (result,) = send_notices(config, not_started_notice(), now=NOW)
+
+    assert (result.decision, result.kind) == ("sent", "failure")
+    host = socket.gethostname()
+    assert receiver.bodies[0] == {
+        "text": "EEMT Cleanup Report",
+        "attachments": [
+            {
+                "fallback": f"EEMT Cleanup Report on {host}: Failed (exit 2), no cleanup ran",
+                "color": "danger",
+                "fields": [
+                    {"title": "Status", "value": "Failed (exit 2)", "short": True},
+                    {"title": "Error", "value": NOT_STARTED_ERROR, "short": False},
+                    {"title": "Host", "value": host, "short": True},
+                ],
+            }
+        ],
+    }
+
+
+def test_a_run_that_could_not_start_mails_failed_with_the_escaped_error_and_no_figures(
+    tmp_path: Path, local_time_is_utc: None
+) -> None:
+    hostile = "database jobs.db is corrupt: \x1b[31mmalformed\n FAKE: all good"
+    with smtp_server() as box:
+        config = write_config(tmp_path / "base", email(box))
+        send_notices(config, not_started_notice(hostile), now=NOW)
+
+    (mail,) = box.messages
+    assert mail["Subject"] == "EEMT Daily Cleanup Report - FAILED"
+    assert body_lines(mail) == [
+        "Daily Cleanup Report",
+        "====================",
+        "No cleanup ran: the run ended before cleaning anything.",
+        "Error: database jobs.db is corrupt: \\x1b[31mmalformed\\n FAKE: all good",
+        "Next cleanup scheduled for: 2026-01-21 02:00 UTC (in 14 hours)",
+        "Status: Failed (exit 2)",
+        "",
+        f"Host: {socket.gethostname()}",
+        "Triggered by: cli",
+    ]
+
+
+def test_channel_wide_mentions_from_the_data_are_broken_in_every_channel(
+    tmp_path: Path,
+) -> None:
+    errors = ["uploads/@channel: Permission denied", "results/x: tell @everyone, @Here"]
+    broken = [
+        "uploads/@\u200bchannel: Permission denied",
+        "results/x: tell @\u200beveryone, @\u200bHere",
+    ]
+    with smtp_server() as box, http_receiver() as hook, http_receiver(path="/") as other:
+        channels = {
+            **email(box),
+            **slack(hook.url),
+            "apprise": {"enabled": True, "urls": [other.url.replace("http://", "json://")]},
+        }
+        config = write_config(tmp_path / "base", channels)
+        results = send_notices(config, failure_notice(errors), now=NOW)
+
+    assert [r.decision for r in results] == ["sent", "sent", "sent"]
+    fields = {item["title"]: item["value"] for item in hook.bodies[0]["attachments"][0]["fields"]}
+    assert fields["Errors"] == "\n".join(broken)
+    mail_lines = body_lines(box.messages[0])
+    apprise_lines = other.bodies[0]["message"].splitlines()
+    for lines in (mail_lines, apprise_lines):
+        start = lines.index("Errors:")
+        assert lines[start + 1 : start + 3] == [f"  - {line}" for line in broken]
+    for text in (json.dumps(hook.bodies[0], ensure_ascii=False), "\n".join(mail_lines)):
+        for mention in ("@channel", "@everyone", "@Here"):
+            assert mention not in text
+
+
+def test_roots_are_grouped_by_filesystem_device_when_it_is_known(tmp_path: Path) -> None:
+    # Two filesystems of the same size and free space: only the device tells them apart.
+    roots = [
+        RootUsage(root=name, jobs=1, bytes=GIB, fs_size=TIB, fs_free=500 * GIB, fs_id=device)
+        for name, device in (("uploads", 41), ("results", 42), ("temp", 41))
+    ]
+    sample = usage_sample().model_copy(update={"by_root": roots})
+    unknown = [root.model_copy(update={"fs_id": None}) for root in roots]
+    settings = write_config(tmp_path / "base", {}).settings
+
+    def available(usage: UsageSample) -> list[str]:
+        notice = Notice(kinds=frozenset({"alert"}), usage=usage)
+        lines = build_message(notice, settings, now=NOW).body.splitlines()
+        start = lines.index("Available Space:")
+        return lines[start + 1 : start + 3]
+
+    assert available(sample) == [
+        "  uploads, temp: 500.0 GB free of 1.0 TB (48.8%)",
+        "  results: 500.0 GB free of 1.0 TB (48.8%)",
+    ]
+    # Without devices, the roots of equal figures are taken for one filesystem.
+    assert available(sample.model_copy(update={"by_root": unknown}))[0] == (
+        "  uploads, results, temp: 500.0 GB free of 1.0 TB (48.8%)"
+    )

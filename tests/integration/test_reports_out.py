@@ -4,7 +4,9 @@ written with each batch, disk alerts, and the Outlets subscriber."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import sqlite3
+import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,9 +17,9 @@ from eemt_cleanup import load_config, run_cleanup
 from eemt_cleanup.alerts import AlertKind, check_alerts
 from eemt_cleanup.config.schema import Alerts
 from eemt_cleanup.engine import RunOptions
-from eemt_cleanup.inventory import take_inventory
 from eemt_cleanup.outlets import Outlets
 from eemt_cleanup.sampling import sample_from, store_sample, take_sample
+from eemt_cleanup.stocktake import take_inventory
 from eemt_cleanup.store.usage import (
     RootUsage,
     StatusUsage,
@@ -124,7 +126,7 @@ def test_a_real_run_counts_its_jobs_per_status_in_the_batches_transaction(
     assert rows >= (cleaned_jobs + 1) // 2 >= 2
 
 
-def sample_with(results_bytes: int, roots: dict[str, tuple[int, int]]) -> UsageSample:
+def sample_with(results_bytes: int, roots: dict[str, tuple[int, int, int]]) -> UsageSample:
     return UsageSample(
         sample_id="s",
         taken_at=datetime(2026, 12, 1, tzinfo=UTC),
@@ -137,16 +139,17 @@ def sample_with(results_bytes: int, roots: dict[str, tuple[int, int]]) -> UsageS
                 bytes=results_bytes if name == "results" else 0,
                 fs_size=size,
                 fs_free=free,
+                fs_id=device,
             )
-            for name, (size, free) in roots.items()
+            for name, (size, free, device) in roots.items()
         ],
     )
 
 
 def test_results_over_the_limit_raise_one_alert_with_both_sizes() -> None:
     alerts = Alerts(max_results_bytes="100G")
-    over = sample_with(101 * GIB, {"results": (1000 * GIB, 500 * GIB)})
-    under = sample_with(100 * GIB, {"results": (1000 * GIB, 500 * GIB)})
+    over = sample_with(101 * GIB, {"results": (1000 * GIB, 500 * GIB, 1)})
+    under = sample_with(100 * GIB, {"results": (1000 * GIB, 500 * GIB, 1)})
 
     [alert] = check_alerts(alerts, over)
     assert alert.kind is AlertKind.MAX_RESULTS_BYTES
@@ -160,8 +163,11 @@ def test_results_over_the_limit_raise_one_alert_with_both_sizes() -> None:
 
 def test_low_free_space_is_one_alert_per_filesystem_naming_its_roots() -> None:
     alerts = Alerts(min_free_percent=10)
-    shared = (100 * GIB, 5 * GIB)
-    sample = sample_with(GIB, {"uploads": shared, "results": shared, "temp": (100 * GIB, 50 * GIB)})
+    shared = (100 * GIB, 5 * GIB, 7)
+    # uploads and results share device 7; temp is another filesystem (device 8).
+    sample = sample_with(
+        GIB, {"uploads": shared, "results": shared, "temp": (100 * GIB, 50 * GIB, 8)}
+    )
 
     [alert] = check_alerts(alerts, sample)
     assert alert.kind is AlertKind.MIN_FREE_PERCENT
@@ -173,8 +179,17 @@ def test_low_free_space_is_one_alert_per_filesystem_naming_its_roots() -> None:
     )
 
 
+def test_two_filesystems_with_equal_figures_are_two_alerts() -> None:
+    same = (100 * GIB, 5 * GIB)
+    sample = sample_with(GIB, {"uploads": (*same, 1), "results": (*same, 2)})
+
+    alerts = check_alerts(Alerts(min_free_percent=10), sample)
+
+    assert [alert.roots for alert in alerts] == [["uploads"], ["results"]]
+
+
 def test_no_thresholds_or_no_sample_raise_nothing() -> None:
-    sample = sample_with(10**15, {"results": (100, 1)})
+    sample = sample_with(10**15, {"results": (100, 1, 1)})
     assert check_alerts(Alerts(), sample) == []
     assert check_alerts(Alerts(min_free_percent=50, max_results_bytes=1), None) == []
 
@@ -216,3 +231,60 @@ def test_the_subscriber_does_nothing_for_a_dry_run(demo_base: DemoBase) -> None:
         assert latest_sample(conn) is None
     finally:
         conn.close()
+
+
+def test_the_png_replaces_a_planted_symlink_and_is_0644_whatever_the_umask(
+    tmp_path: Path,
+) -> None:
+    from matplotlib.figure import Figure
+
+    from eemt_cleanup.report.chart import _save
+
+    # The chart's directory may be a web server's: nothing is done by path to what is there.
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    victim.chmod(0o600)
+    target = tmp_path / "www" / "capacity.png"
+    target.parent.mkdir()
+    target.symlink_to(victim)
+    old_umask = os.umask(0o077)
+    try:
+        _save(Figure(figsize=(2, 1)), target)
+    finally:
+        os.umask(old_umask)
+
+    assert victim.read_text() == "precious\n"
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o600
+    assert not target.is_symlink()
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert os.listdir(target.parent) == ["capacity.png"]
+
+
+def test_a_part_that_raises_is_a_problem_and_the_notices_still_go_out(
+    demo_base: DemoBase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from servers import http_receiver
+
+    import eemt_cleanup.sampling
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(eemt_cleanup.sampling, "take_sample", broken)
+    with http_receiver() as hook:
+        config = config_of(
+            demo_base,
+            notifications__slack__enabled=True,
+            notifications__slack__webhook_url=hook.url,
+            notifications__slack__on=["success"],
+        )
+        outlets = Outlets(config)
+        report = run_cleanup(config, RunOptions(trigger="test"), on_event=outlets)
+
+    assert report.outcome == "done"
+    out = outlets.result
+    assert out is not None
+    assert out.problems == ["the usage sample failed: RuntimeError: boom"]
+    assert [(n.channel, n.decision) for n in out.notifications] == [("slack", "sent")]
+    assert len(hook.bodies) == 1
