@@ -5,26 +5,21 @@ hint without matplotlib, and an empty database."""
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import os
-import re
-import select
 import sqlite3
 import struct
 import subprocess
 import sys
-import termios
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import CliResult, call, cli_executable, create_jobs_db, error_line, guarded_env
+from conftest import CliResult, call, create_jobs_db, error_line, guarded_env
 from rich.cells import cell_len
 
+from e2e.test_info_output import on_terminal
 from eemt_cleanup.capacity import NO_SAMPLES_HINT
 from eemt_cleanup.report.capacity_view import BLOCKS
 from eemt_cleanup.report.chart import MISSING_HINT
@@ -37,8 +32,6 @@ pytestmark = pytest.mark.e2e
 GIB = 1024**3
 DAY = timedelta(days=1)
 SAMPLES = 10
-TERMINAL_DEADLINE_SECONDS = 120.0
-CONTROL_SEQUENCE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Control characters, Rich markup, and mathtext that would stop matplotlib.
 HOSTILE_STATUS = "x\x1b[31m[bold]$\\frac{$y"
@@ -204,52 +197,13 @@ def test_off_a_terminal_the_report_is_plain_text_with_sparklines(history: Histor
     assert f"{HOSTILE_SHOWN}\t1\t1.0 GB" in lines
 
 
-def on_terminal(args: list[str], env: dict[str, str], columns: int) -> str:
-    """Everything the installed CLI writes on a pseudo-terminal ``columns`` wide, its
-    control sequences removed; read until the terminal closes (a generous deadline)."""
-    primary, secondary = os.openpty()
-    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 60, columns, 0, 0))
-    process = subprocess.Popen(
-        [cli_executable(), *args],
-        stdin=secondary,
-        stdout=secondary,
-        stderr=secondary,
-        env={**env, "TERM": "xterm-256color", "COLUMNS": str(columns), "LINES": "60"},
-        close_fds=True,
-    )
-    os.close(secondary)
-    output = bytearray()
-    deadline = time.monotonic() + TERMINAL_DEADLINE_SECONDS
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([primary], [], [], 1.0)
-            if not ready:
-                if process.poll() is not None:
-                    break
-                continue
-            try:
-                chunk = os.read(primary, 65536)
-            except OSError as error:
-                if error.errno == errno.EIO:  # every writer has closed the terminal
-                    break
-                raise
-            if not chunk:
-                break
-            output += chunk
-        assert process.wait(timeout=max(1.0, deadline - time.monotonic())) == 0
-    finally:
-        os.close(primary)
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    return CONTROL_SEQUENCE.sub("", output.decode("utf-8", errors="replace"))
-
-
 def test_at_80_columns_the_table_fits_with_every_date_whole_and_sparklines(
     history: History,
 ) -> None:
     data = history.cli("--json").json()
-    text = on_terminal(["report", "--db-path", str(history.db)], history.env, 80)
+    screen = on_terminal(["report", "--db-path", str(history.db)], history.env, 80)
+    assert screen.code == 0, screen.text
+    text = screen.text
     lines = [line.rstrip("\r") for line in text.split("\n")]
 
     assert "Traceback" not in text and "…" not in text
