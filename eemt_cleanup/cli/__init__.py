@@ -14,7 +14,7 @@ import typer
 import typer.main
 
 from eemt_cleanup import __version__
-from eemt_cleanup.cli import info_cmds, metrics_cmd, notify_cmd, report_cmd, run_cmd
+from eemt_cleanup.cli import daemon_cmd, info_cmds, metrics_cmd, notify_cmd, report_cmd, run_cmd
 from eemt_cleanup.cli.common import examples
 from eemt_cleanup.cli.config_cmd import config_app
 from eemt_cleanup.cli.streams import guard_standard_streams
@@ -39,6 +39,7 @@ app = typer.Typer(
         "eemt-cleanup run                               # clean it",
         "eemt-cleanup run -c /srv/eemt/cleanup_config.yaml --quiet   # from cron",
         "eemt-cleanup status                            # disk use per status, what is due",
+        "eemt-cleanup daemon                            # run by itself, on schedule.cron",
         "eemt-cleanup config init && eemt-cleanup config show",
         after="Exit codes: 0 ok, 1 something failed, 2 bad input (nothing deleted), 75 locked.",
     ),
@@ -56,6 +57,11 @@ app.command("audit", epilog=info_cmds.AUDIT_EPILOG)(info_cmds.audit)
 app.command("metrics", epilog=metrics_cmd.METRICS_EPILOG)(metrics_cmd.metrics)
 app.command("notify", epilog=notify_cmd.NOTIFY_EPILOG)(notify_cmd.notify)
 app.command("report", epilog=report_cmd.REPORT_EPILOG)(report_cmd.report)
+app.command("daemon", help=daemon_cmd.DAEMON_HELP, epilog=daemon_cmd.DAEMON_EPILOG)(
+    daemon_cmd.daemon
+)
+app.command("schedule", epilog=daemon_cmd.SCHEDULE_EPILOG)(daemon_cmd.schedule)
+app.command("health", epilog=daemon_cmd.HEALTH_EPILOG)(daemon_cmd.health)
 app.add_typer(config_app, name="config")
 
 

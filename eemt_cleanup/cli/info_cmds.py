@@ -88,6 +88,9 @@ def status(
     out = after_status(loaded, inventory)
     groups = sorted(inventory.groups.values(), key=lambda g: g.status)
     running = inventory.running
+    from eemt_cleanup.daemon.state import schedule_lines, schedule_state
+
+    schedule = schedule_state(loaded)
     if json_output:
         print(
             dumps(
@@ -125,6 +128,7 @@ def status(
                     },
                     "problems": inventory.problems,
                     "notes": inventory.notes,
+                    "schedule": schedule,
                     **out.json_keys(),
                 }
             )
@@ -134,7 +138,7 @@ def status(
     from eemt_cleanup.report.escape import printable
     from eemt_cleanup.report.info_tables import status_lines, status_table
 
-    lines = status_lines(inventory)
+    lines = status_lines(inventory) + schedule_lines(schedule)
     lines += [f"ALERT: {alert.message}" for alert in out.alerts]
     lines += [
         f"{result.channel}: alert notice {result.decision}"

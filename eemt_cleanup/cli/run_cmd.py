@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -78,6 +78,14 @@ def run(
     debug: DebugOption = False,
     events: EventsOption = None,
     trigger: TriggerOption = "cli",
+    reports: Annotated[
+        bool,
+        typer.Option(
+            "--reports/--no-reports",
+            help="After a real run: the usage sample, alerts, metrics textfile and notices "
+            "(--no-reports: the caller does them, as eemt-cleanup daemon does).",
+        ),
+    ] = True,
 ) -> None:
     from eemt_cleanup.config.loader import load_config
     from eemt_cleanup.engine import RunOptions
@@ -110,6 +118,7 @@ def run(
         quiet=quiet,
         events_jsonl=events is not None,
         debug=debug,
+        reports=reports,
     )
     raise typer.Exit(code)
 
@@ -124,6 +133,7 @@ def execute(
     rich: bool | None = None,
     events_jsonl: bool = False,
     debug: bool = False,
+    reports: bool = True,
 ) -> int:
     """Run the engine with the right output for this terminal (or as ``rich`` says);
     return the exit code. The progress bar, the log lines and ``--events jsonl`` are
@@ -167,7 +177,7 @@ def execute(
     if events_jsonl:
         subscribers.append(_jsonl_writer(sys.stdout))
     outlets = None
-    if settings.reports_wanted and not dry_run:
+    if reports and settings.reports_wanted and not dry_run:
         # Usage sample, alerts, metrics textfile, notices: after the run, never changing
         # its outcome. Not even imported when none is configured.
         from eemt_cleanup.outlets import Outlets

@@ -29,8 +29,8 @@ from eemt_cleanup.timeparse import resolve_zone
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MAX_HOURS = 24 * 365 * 100
-# The default schedule; a test checks it with croniter, so validating it again at every start
-# (croniter and dateutil cost ~30 ms to import) is skipped.
+# The default schedule; a test checks it with cronsim, so validating it again at every start
+# (importing cronsim costs a few ms) is skipped.
 DEFAULT_CRON = "0 2 * * *"
 
 Hours = Annotated[float, Field(ge=0, le=_MAX_HOURS, allow_inf_nan=False, strict=True)]
@@ -151,25 +151,114 @@ class Retention(Section):
 class Schedule(Section):
     enabled: StrictBool = Field(
         True,
-        description="Whether scheduled runs (the schedule/daemon commands of later releases) are on.",
+        description="Whether eemt-cleanup daemon starts runs on the cron schedule (EEMT_ENABLE_AUTO_CLEANUP). Cron and systemd timers start runs themselves.",
     )
     cron: StrictStr = Field(
         DEFAULT_CRON,
-        description="Five-field cron expression for scheduled runs (minute hour day month weekday).",
+        description="Five-field cron expression for the daemon's runs (minute hour day month weekday), read in schedule.timezone (EEMT_CLEANUP_SCHEDULE). Check it with: eemt-cleanup schedule",
+    )
+    timezone: StrictStr = Field(
+        "local",
+        description="Zone the cron expression is read in: 'local' (this machine's), 'UTC' or a name such as 'Europe/Berlin'. Daylight-saving days fire once.",
+    )
+    jitter: StrictStr = Field(
+        "0",
+        description="Start each scheduled run after a random delay of up to this duration (30s, 10m; 0 = on the minute), like systemd's RandomizedDelaySec.",
     )
 
     @field_validator("cron")
     @classmethod
     def _valid_cron(cls, value: str) -> str:
-        fields = value.strip().strip("'\"").split()
-        expression = " ".join(fields)
+        from eemt_cleanup.schedule import ScheduleError, check_expression, normalise
+
+        expression = normalise(value)
         if expression == DEFAULT_CRON:
             return expression
-        from croniter import croniter
+        try:
+            return check_expression(expression)
+        except ScheduleError as error:
+            raise ValueError(
+                f"must be a five-field cron expression that can fire: {error}"
+            ) from None
 
-        if len(fields) != 5 or not croniter.is_valid(expression):
-            raise ValueError(f"must be a five-field cron expression, got {quote(value)}")
-        return expression
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            resolve_zone(value)
+        except ValueError:
+            raise ValueError(f"unknown time zone {quote(value)}") from None
+        return value
+
+    _check_jitter = field_validator("jitter")(lambda value: _duration(value, 86400.0))
+
+    @property
+    def jitter_seconds(self) -> float:
+        from eemt_cleanup.timeparse import parse_duration
+
+        return parse_duration(self.jitter)
+
+
+class DiskPressure(Section):
+    enabled: StrictBool = Field(
+        False,
+        description="Let eemt-cleanup daemon start an early run (trigger disk_pressure) when a root's filesystem runs low on space.",
+    )
+    min_free_percent: Annotated[float, Field(gt=0, lt=100, allow_inf_nan=False)] = Field(
+        10.0,
+        description="Pressure: free space on the filesystem of a root or of the database below this percentage.",
+    )
+    hysteresis_percent: Annotated[float, Field(ge=0, lt=100, allow_inf_nan=False)] = Field(
+        5.0,
+        description="After a pressure run, the next one waits until free space has been back above min_free_percent plus this (so it cannot loop).",
+    )
+    cooldown: StrictStr = Field(
+        "30m",
+        description="At least this long between two pressure runs (30m, 2h).",
+    )
+    poll_interval: StrictStr = Field(
+        "60s",
+        description="How often free space is measured (statvfs). File events on the roots wake the check sooner where inotify works; the poll alone decides where it does not (NFS).",
+    )
+    successful_hours: Hours | None = Field(
+        None,
+        description="Retention of successful jobs in pressure runs (null: retention.successful_jobs.hours). Lower frees more.",
+    )
+    failed_hours: Hours | None = Field(
+        None,
+        description="Retention of failed jobs in pressure runs (null: retention.failed_jobs.hours).",
+    )
+
+    _check_cooldown = field_validator("cooldown")(lambda value: _duration(value))
+
+    @field_validator("poll_interval")
+    @classmethod
+    def _valid_poll(cls, value: str) -> str:
+        from eemt_cleanup.timeparse import parse_duration
+
+        checked = _duration(value, 86400.0)
+        if parse_duration(checked) < 1:
+            raise ValueError(f"must be at least 1s, got {quote(value)}")
+        return checked
+
+    @property
+    def cooldown_seconds(self) -> float:
+        from eemt_cleanup.timeparse import parse_duration
+
+        return parse_duration(self.cooldown)
+
+    @property
+    def poll_seconds(self) -> float:
+        from eemt_cleanup.timeparse import parse_duration
+
+        return parse_duration(self.poll_interval)
+
+
+class Triggers(Section):
+    disk_pressure: DiskPressure = Field(
+        default_factory=DiskPressure,
+        description="Early runs when disk space runs low (eemt-cleanup daemon only).",
+    )
 
 
 class Paths(Section):
@@ -236,7 +325,8 @@ def _duration(value: str, limit: float = _MAX_INTERVAL_SECONDS) -> str:
     except ValueError:
         raise ValueError(f"must be a duration like 6h, 30m, 1d or 0, got {quote(value)}") from None
     if seconds > limit:
-        raise ValueError(f"must be at most {int(limit // 86400)} days, got {quote(value)}")
+        most = f"{int(limit // 3600)}h" if limit < 2 * 86400 else f"{int(limit // 86400)} days"
+        raise ValueError(f"must be at most {most}, got {quote(value)}")
     return value.strip()
 
 
@@ -575,7 +665,13 @@ class Settings(Section):
     retention: Retention = Field(
         default_factory=Retention, description="How long job data is kept, by job status."
     )
-    schedule: Schedule = Field(default_factory=Schedule, description="When scheduled runs happen.")
+    schedule: Schedule = Field(
+        default_factory=Schedule,
+        description="When eemt-cleanup daemon runs the cleanup (cron and systemd timers keep their own schedule).",
+    )
+    triggers: Triggers = Field(
+        default_factory=Triggers, description="Runs the daemon starts between scheduled ones."
+    )
     paths: Paths = Field(
         default_factory=Paths,
         description="Where the data lives. Relative paths in this file resolve against this file's directory.",

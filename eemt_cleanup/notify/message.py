@@ -304,13 +304,13 @@ def _available_lines(usage: UsageSample | None) -> list[str]:
 
 
 def next_scheduled(schedule: Schedule, now: datetime) -> str:
-    """When cron next fires ``schedule.cron`` after ``now`` (cron reads its expression in
-    local time), or why nothing is scheduled."""
+    """When the schedule next fires after ``now`` (``schedule.cron`` read in
+    ``schedule.timezone``), or why nothing is scheduled."""
     if not schedule.enabled:
         return "not scheduled (schedule.enabled is false)"
-    from croniter import croniter
+    from eemt_cleanup.schedule import CronSchedule
 
-    following: datetime = croniter(schedule.cron, now.astimezone()).get_next(datetime)
+    following = CronSchedule.of(schedule).next_after(now)
     return moment_and_relative(following, now)
 
 

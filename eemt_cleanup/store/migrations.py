@@ -21,6 +21,7 @@ LOG_TABLE = "cleanup_log"
 COUNTS_TABLE = "cleanup_counts"
 USAGE_TABLE = "cleanup_usage"
 NOTICES_TABLE = "cleanup_notices"
+SCHEDULE_TABLE = "cleanup_schedule"
 
 # Jobs cleaned per status, one row per batch and status, written in the batch's own
 # transaction: the cumulative counters of the metrics are sums over it.
@@ -59,6 +60,19 @@ NOTICES_COLUMNS: dict[str, str] = {
     "run_id": "TEXT",
     "error": "TEXT",
     "suppressed_before": "INTEGER",
+}
+
+# The daemon's decisions (append-only): one row per scheduled slot handled (ran, skipped
+# because a run held the lock, caught up at start) and per pressure run. The latest
+# scheduled slot is what catch-up at start compares with.
+SCHEDULE_COLUMNS: dict[str, str] = {
+    "recorded_at": "TEXT",
+    "trigger": "TEXT",
+    "slot": "TEXT",
+    "decision": "TEXT",
+    "run_id": "TEXT",
+    "exit_code": "INTEGER",
+    "detail": "TEXT",
 }
 
 AUDIT_COLUMNS: dict[str, str] = {
@@ -124,6 +138,7 @@ def migration_names(status: str, dem_filename: str) -> list[str]:
         "007_cleanup_counts",
         "008_cleanup_usage",
         "009_cleanup_notices",
+        "010_cleanup_schedule",
     ]
 
 
@@ -202,6 +217,14 @@ def due_index_migration(
         db.conn.execute(
             f'CREATE INDEX IF NOT EXISTS "idx_{NOTICES_TABLE}_channel" '
             f'ON "{NOTICES_TABLE}" ("channel", "id")'
+        )
+
+    @migrations(name="010_cleanup_schedule")
+    def cleanup_schedule(db: Any) -> None:
+        _ensure_table(db.conn, SCHEDULE_TABLE, SCHEDULE_COLUMNS)
+        db.conn.execute(
+            f'CREATE INDEX IF NOT EXISTS "idx_{SCHEDULE_TABLE}_trigger" '
+            f'ON "{SCHEDULE_TABLE}" ("trigger", "id")'
         )
 
 

@@ -76,6 +76,7 @@ MIGRATION_NAMES = [
     "007_cleanup_counts",
     "008_cleanup_usage",
     "009_cleanup_notices",
+    "010_cleanup_schedule",
 ]
 REFERENCE_AUDIT_DDL = """
 CREATE TABLE cleanup_audit (
