@@ -77,18 +77,9 @@ class CronSchedule:
     zone: tzinfo = field(default=UTC)
 
     def __post_init__(self) -> None:
-        from cronsim import CronSimError
-
-        fields = self.expression.split()
-        if len(fields) != 5:
-            raise ScheduleError(
-                f"{self.expression!r} has {len(fields)} fields; a cron expression has five"
-                " (minute hour day-of-month month day-of-week)"
-            )
-        try:
-            self._iterate(datetime.now(UTC))
-        except CronSimError as error:
-            raise ScheduleError(f"{self.expression!r}: {_reason(fields, error)}") from None
+        why = problem(self.expression)
+        if why is not None:
+            raise ScheduleError(f"{self.expression!r}: {why}")
 
     @classmethod
     def of(cls, schedule: Schedule) -> CronSchedule:
@@ -120,6 +111,23 @@ class CronSchedule:
             current = self.next_after(current)
             fires.append(current)
         return fires
+
+
+def problem(expression: str) -> str | None:
+    """Why ``expression`` (normalised) cannot make a schedule, or None when it can."""
+    from cronsim import CronSim, CronSimError
+
+    fields = expression.split()
+    if len(fields) != 5:
+        return (
+            f"{len(fields)} fields; a cron expression has five"
+            " (minute hour day-of-month month day-of-week)"
+        )
+    try:
+        CronSim(expression, datetime.now(UTC))
+    except CronSimError as error:
+        return _reason(fields, error)
+    return None
 
 
 def _reason(fields: list[str], error: Exception) -> str:

@@ -46,7 +46,8 @@ DEPENDENCY_MODULES = (
     "watchdog",
     "yaml",
     "pydantic",
-    "croniter",
+    "cronsim",
+    "tzlocal",
     "prometheus_client",
 )
 INSTALLED_CLI = "/usr/local/bin/eemt-cleanup"  # where README "Installing for production" puts it

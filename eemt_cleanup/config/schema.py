@@ -169,17 +169,17 @@ class Schedule(Section):
     @field_validator("cron")
     @classmethod
     def _valid_cron(cls, value: str) -> str:
-        from eemt_cleanup.schedule import ScheduleError, check_expression, normalise
+        from eemt_cleanup.schedule import normalise, problem
 
         expression = normalise(value)
         if expression == DEFAULT_CRON:
             return expression
-        try:
-            return check_expression(expression)
-        except ScheduleError as error:
-            raise ValueError(
-                f"must be a five-field cron expression that can fire: {error}"
-            ) from None
+        why = problem(expression)
+        if why is None:
+            return expression
+        if len(expression.split()) != 5:
+            raise ValueError(f"must be a five-field cron expression, got {quote(value)}")
+        raise ValueError(f"must be a five-field cron expression, got {quote(value)} ({why})")
 
     @field_validator("timezone")
     @classmethod

@@ -32,7 +32,7 @@ from eemt_cleanup.daemon.child import (
     snapshot_settings,
 )
 from eemt_cleanup.daemon.planner import Due, SlotPlanner
-from eemt_cleanup.daemon.pressure import PressureGate, Verdict, lowest, measure
+from eemt_cleanup.daemon.pressure import PressureGate, Reading, Verdict, lowest, measure
 from eemt_cleanup.errors import CleanupError
 from eemt_cleanup.report.escape import printable
 from eemt_cleanup.schedule import CronSchedule, zone_label
@@ -108,8 +108,11 @@ class Daemon:
         stop_timeout: float = STOP_TIMEOUT_SECONDS,
         relay: Callable[[str], None] | None = None,
         on_reload: Callable[[LoadedConfig], None] | None = None,
+        measure_disks: Callable[[list[Path]], list[Reading]] = measure,
+        work_dir: Path | None = None,
     ) -> None:
         self.load = load
+        self.measure_disks = measure_disks
         self.clock = clock or SystemClock()
         self.rng = rng
         self.spawn = spawn or _spawn_child
@@ -117,7 +120,7 @@ class Daemon:
         self.stop_timeout = stop_timeout
         self.relay = relay or _write_stderr
         self.on_reload = on_reload
-        self.config = load()
+        self.config = self._load()
         self.wake = threading.Event()
         self.stop = threading.Event()
         self.reload_requested = False
@@ -127,7 +130,8 @@ class Daemon:
         self._refused_digest: str | None = None
         self.active: ActiveRun | None = None
         self.finished: list[ActiveRun] = []
-        self._private = Path(tempfile.mkdtemp(prefix="eemt-cleanup-daemon-"))
+        # Private (0700): the children's config snapshots.
+        self._private = Path(tempfile.mkdtemp(prefix="eemt-cleanup-daemon-", dir=work_dir))
         self._last_pressure_check: datetime | None = None
         self._last_config_check: datetime | None = None
         self._pressure_said: Verdict | None = None
@@ -139,6 +143,18 @@ class Daemon:
         self._configure(self.config)
 
     # -- configuration ---------------------------------------------------------------------
+
+    def _load(self) -> LoadedConfig:
+        """The configuration, checked as a run would check it before deleting anything:
+        the roots are directories, the database is a file (raises CleanupError). A daemon
+        that starts on a wrong path says so at once, not at 02:00."""
+        from eemt_cleanup.site import check_roots
+        from eemt_cleanup.store.db import check_database_path
+
+        config = self.load()
+        check_roots(config)
+        check_database_path(config.roots.database)
+        return config
 
     def _configure(self, config: LoadedConfig) -> None:
         settings = config.settings
@@ -210,7 +226,7 @@ class Daemon:
         if not forced and (current == self._digest or current == self._refused_digest):
             return
         try:
-            new = self.load()
+            new = self._load()
         except CleanupError as error:
             self._refused_digest = current
             log.error(
@@ -437,11 +453,15 @@ class Daemon:
         holder_box: dict[str, ActiveRun] = {}
 
         def follow() -> None:
-            result = child.read_events()
-            active = holder_box["active"]
-            active.result = result
-            self._finished(active, result, outlets)
-            self.wake.set()
+            try:
+                result = child.read_events()
+                active = holder_box["active"]
+                active.result = result
+                self._finished(active, result, outlets)
+            except Exception:
+                log.exception("following the %s run failed", request.trigger)
+            finally:
+                self.wake.set()
 
         thread = threading.Thread(target=follow, name="eemt-cleanup-run", daemon=True)
         active = ActiveRun(request, child, thread, now, snapshot)
@@ -452,7 +472,8 @@ class Daemon:
 
     def _finished(self, active: ActiveRun, result: ChildResult, outlets: Any) -> None:
         request = active.request
-        active.snapshot.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            active.snapshot.unlink(missing_ok=True)
         code = result.exit_code
         trigger = SCHEDULED if request.trigger == SCHEDULED else PRESSURE
         if code == EXIT_LOCKED and result.finished is None:
@@ -478,6 +499,9 @@ class Daemon:
         else:
             why = result.last_error_line or f"exit code {code}, no report (see the log)"
             log.error("the %s run failed before finishing: %s", request.trigger, why)
+            if request.trigger == PRESSURE and self.gate is not None:
+                # It freed nothing: the next may try once the cooldown is over.
+                self.gate.armed = True
             if outlets is not None:
                 outlets.trigger = request.trigger
                 outlets.after_error(why, code if code > 0 else 1)
@@ -521,7 +545,9 @@ class Daemon:
         self._disk_hint.clear()
         self._last_pressure_check = now
         roots = self.config.roots
-        reading = lowest(measure([roots.uploads, roots.results, roots.temp, roots.database.parent]))
+        reading = lowest(
+            self.measure_disks([roots.uploads, roots.results, roots.temp, roots.database.parent])
+        )
         if reading is None:
             return
         verdict = self.gate.judge(now, reading)

@@ -532,17 +532,16 @@ def test_impossible_cron_expression_is_config_error(tmp_path: Path, cron: str) -
     assert message.endswith(f"(from file {config})")
 
 
-def test_default_cron_is_valid_for_croniter() -> None:
-    # The validator accepts the default without croniter (it is checked here instead).
-    from croniter import croniter
-
+def test_default_cron_is_valid_for_cronsim() -> None:
+    # The validator accepts the default without cronsim (it is checked here instead).
     from eemt_cleanup.config.schema import DEFAULT_CRON
+    from eemt_cleanup.schedule import check_expression
 
-    assert croniter.is_valid(DEFAULT_CRON)
+    assert check_expression(DEFAULT_CRON) == DEFAULT_CRON
     assert Settings().schedule.cron == DEFAULT_CRON
 
 
-def test_flags_only_run_loads_neither_yaml_nor_croniter(tmp_path: Path) -> None:
+def test_flags_only_run_loads_neither_yaml_nor_cronsim(tmp_path: Path) -> None:
     # Start-up cost: a run configured by defaults, environment and flags imports neither.
     if SYSTEM_CONFIG.exists():
         pytest.skip(f"{SYSTEM_CONFIG} exists on this machine")
@@ -550,7 +549,7 @@ def test_flags_only_run_loads_neither_yaml_nor_croniter(tmp_path: Path) -> None:
         "import sys\n"
         "from eemt_cleanup.config.loader import load_config\n"
         "load_config(environ={'EEMT_CLEANUP_SCHEDULE': '0 2 * * *'})\n"
-        "print(sorted(m for m in ('yaml', 'croniter') if m in sys.modules))\n"
+        "print(sorted(m for m in ('yaml', 'cronsim') if m in sys.modules))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
