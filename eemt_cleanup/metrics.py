@@ -126,6 +126,15 @@ def _counters(figures: Figures, statuses: Sequence[str]) -> Iterator[Metric]:
     yield CounterMetricFamily(
         "eemt_cleanup_runs", "Real cleanup runs that finished (dry runs excluded).", runs.runs
     )
+    by_trigger = CounterMetricFamily(
+        "eemt_cleanup_runs_by_trigger",
+        "Real cleanup runs that finished, by who started them (cron, schedule, "
+        "disk_pressure, api...).",
+        labels=["trigger"],
+    )
+    for trigger, count in sorted(_summed(runs.by_trigger.items()).items()):
+        by_trigger.add_metric([trigger], count)
+    yield by_trigger
     jobs = CounterMetricFamily(
         "eemt_jobs_cleaned", "Jobs whose data was cleaned, by job status.", labels=["status"]
     )

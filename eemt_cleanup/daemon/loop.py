@@ -567,12 +567,15 @@ class Daemon:
                 failed_hours=settings.failed_hours,
                 reason=where,
             )
-            if (
-                self._start(request, now, ScheduleRecord(now, PRESSURE, "started", detail=where))
-                is None
-            ):
-                self.gate.started(now)
+            # The gate closes before the child starts: a child that fails at once re-opens it
+            # from its own thread, which must not be undone here afterwards.
+            before = (self.gate.armed, self.gate.last_run_at)
+            self.gate.started(now)
+            row = ScheduleRecord(now, PRESSURE, "started", detail=where)
+            if self._start(request, now, row) is None:
                 self._pressure_said = None
+            else:
+                self.gate.armed, self.gate.last_run_at = before
         elif verdict is Verdict.COOLING:
             self._say_once(
                 verdict,

@@ -229,6 +229,10 @@ def _fields(notice: Notice, kind: str, host: str, held_back: HeldBack | None) ->
     fields.append(MessageField("Host", host, short=True))
     if notice.run is not None:
         fields.append(MessageField("Run", printable(notice.run.run_id), short=True))
+    if notice.trigger and notice.trigger != "cli" and kind != "test":
+        # Who started it, unless someone at the command line did (the reference's fields):
+        # the daemon's schedule, a disk-pressure run (tighter retention), cron, the API.
+        fields.append(MessageField("Trigger", printable(notice.trigger), short=True))
     if held_back is not None and held_back.count:
         fields.append(MessageField("Held back", held_back.text))
     if kind == "failure":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -213,6 +213,7 @@ class RunStats:
     last_success_at: datetime | None  # when the last run that exited 0 finished
     last_exit_code: int | None  # of the last finished real run
     last_finished_at: datetime | None
+    by_trigger: dict[str, int] = field(default_factory=dict)  # finished real runs per trigger
 
 
 def run_stats(conn: sqlite3.Connection) -> RunStats:
@@ -228,10 +229,13 @@ def run_stats(conn: sqlite3.Connection) -> RunStats:
     last_code: int | None = None
     last_finished: datetime | None = None
     runs = 0
-    for started, finished, code in conn.execute(
-        f"SELECT started_at, finished_at, exit_code FROM {LOG_TABLE} "
+    by_trigger: dict[str, int] = {}
+    for started, finished, code, trigger in conn.execute(
+        f"SELECT started_at, finished_at, exit_code, trigger FROM {LOG_TABLE} "
         f"WHERE {real} AND exit_code IS NOT NULL ORDER BY id"
     ):
+        name = str(trigger) if trigger is not None else "unknown"
+        by_trigger[name] = by_trigger.get(name, 0) + 1
         begin, end = parse_timestamp(started), parse_timestamp(finished)
         if begin is not None and end is not None:
             durations.append(max(0.0, (end - begin).total_seconds()))
@@ -247,6 +251,7 @@ def run_stats(conn: sqlite3.Connection) -> RunStats:
         last_success_at=last_success,
         last_exit_code=last_code,
         last_finished_at=last_finished,
+        by_trigger=by_trigger,
     )
 
 

@@ -578,3 +578,40 @@ def test_a_real_child_cleans_on_schedule_and_records_its_trigger(
     assert triggers == ["schedule"]
     assert any("finished with exit code 0" in line for line in lines)
     assert not daemon._private.exists()  # the snapshots went with the daemon
+
+
+def test_the_daemon_sends_the_notice_and_metrics_of_its_child_once(
+    base: DemoBase, lines: list[str]
+) -> None:
+    from servers import http_receiver
+
+    with http_receiver() as hook:
+        config = write_config(
+            base,
+            SCHEDULE_2AM
+            + f"notifications:\n  slack:\n    enabled: true\n    webhook_url: {hook.url}\n"
+            "    on: [success, failure]\n"
+            "metrics:\n  textfile: ./metrics/eemt.prom\n",
+        )
+        (base.path / "metrics").mkdir()
+        clock = FakeClock(datetime.now(UTC))
+        daemon = Daemon(
+            lambda: load_config(config_path=config, environ={}), clock=clock, work_dir=base.path
+        )
+        try:
+            daemon.start()
+            assert daemon.planner is not None
+            daemon.planner.fire_at = clock.current
+            daemon.step()
+            wait_for(lambda: not daemon.active.thread.is_alive(), timeout=120)  # type: ignore[union-attr]
+            daemon.step()
+        finally:
+            daemon.shutdown()
+        # The child ran with --no-reports: the one notice is the daemon's, from its events.
+        assert len(hook.requests) == 1, hook.requests
+        assert {"title": "Trigger", "value": "schedule", "short": True} in (
+            hook.requests[0].body["attachments"][0]["fields"]
+        )
+    metrics = (base.path / "metrics" / "eemt.prom").read_text()
+    assert "eemt_cleanup_runs_total 1.0" in metrics
+    assert 'eemt_cleanup_runs_by_trigger_total{trigger="schedule"} 1.0' in metrics

@@ -29,6 +29,7 @@ Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 EVERY_FAMILY = {
     "eemt_cleanup_runs",
+    "eemt_cleanup_runs_by_trigger",
     "eemt_jobs_cleaned",
     "eemt_space_freed_bytes",
     "eemt_cleanup_files_deleted",
