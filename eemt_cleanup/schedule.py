@@ -119,10 +119,8 @@ def problem(expression: str) -> str | None:
 
     fields = expression.split()
     if len(fields) != 5:
-        return (
-            f"{len(fields)} fields; a cron expression has five"
-            " (minute hour day-of-month month day-of-week)"
-        )
+        count = f"{len(fields)} field{'' if len(fields) == 1 else 's'}"
+        return f"{count}; a cron expression has five (minute hour day-of-month month day-of-week)"
     try:
         CronSim(expression, datetime.now(UTC))
     except CronSimError as error:

@@ -169,6 +169,7 @@ def daemon(
         log_file = (
             None if loaded.force_dry_run else Path(settings.paths.logs) / settings.logging.file
         )
+        close_logging()  # a reload may name another log file or level
         configure_logging(mode, log_file)
 
     first = load()

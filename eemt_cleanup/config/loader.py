@@ -732,6 +732,8 @@ def _plain_message(problem: Any) -> str:
         message = f"must be > {_number(context.get('gt'))}"
     elif kind == "less_than_equal":
         message = f"must be <= {_number(context.get('le'))}"
+    elif kind == "less_than":
+        message = f"must be < {_number(context.get('lt'))}"
     elif kind == "literal_error":
         message = f"must be one of {context.get('expected')}"
     else:

@@ -190,6 +190,7 @@ class Schedule(Section):
             raise ValueError(f"unknown time zone {quote(value)}") from None
         return value
 
+    _jitter_number = field_validator("jitter", mode="before")(lambda value: _seconds_text(value))
     _check_jitter = field_validator("jitter")(lambda value: _duration(value, 86400.0))
 
     @property
@@ -229,6 +230,9 @@ class DiskPressure(Section):
         description="Retention of failed jobs in pressure runs (null: retention.failed_jobs.hours).",
     )
 
+    _numbers = field_validator("cooldown", "poll_interval", mode="before")(
+        lambda value: _seconds_text(value)
+    )
     _check_cooldown = field_validator("cooldown")(lambda value: _duration(value))
 
     @field_validator("poll_interval")
@@ -315,6 +319,13 @@ NoticeKind = Literal["failure", "success", "alert"]
 TlsMode = Literal["starttls", "ssl", "none"]
 _MAX_INTERVAL_SECONDS = 366 * 86400
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "ip6-localhost"})
+
+
+def _seconds_text(value: object) -> object:
+    """A bare number of seconds (``jitter: 0``, ``cooldown: 1800``) as the duration text."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
 
 
 def _duration(value: str, limit: float = _MAX_INTERVAL_SECONDS) -> str:

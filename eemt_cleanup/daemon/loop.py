@@ -156,12 +156,19 @@ class Daemon:
         check_database_path(config.roots.database)
         return config
 
-    def _configure(self, config: LoadedConfig) -> None:
+    def _configure(self, config: LoadedConfig) -> bool:
+        """Apply ``config``; True when the schedule changed (a new planner, to be armed)."""
         settings = config.settings
+        replaced = False
         if settings.schedule.enabled:
-            self.planner = SlotPlanner(
-                CronSchedule.of(settings.schedule), settings.schedule.jitter_seconds, self.rng
-            )
+            schedule = CronSchedule.of(settings.schedule)
+            jitter = settings.schedule.jitter_seconds
+            kept = self.planner
+            if kept is None or (kept.schedule, kept.jitter_seconds) != (schedule, jitter):
+                # Same schedule: the armed slot (and its drawn delay) stays, even when a
+                # reload comes between a slot and its jittered start.
+                self.planner = SlotPlanner(schedule, jitter, self.rng)
+                replaced = True
         else:
             self.planner = None
         pressure = settings.triggers.disk_pressure
@@ -171,6 +178,7 @@ class Daemon:
             self.gate = PressureGate(pressure)
         else:
             self.gate.settings = pressure  # keep the cooldown and hysteresis state
+        return replaced
 
     def _watched(self, config: LoadedConfig) -> tuple[list[Path], list[Path]]:
         roots = config.roots
@@ -238,8 +246,7 @@ class Daemon:
         self._digest = self._config_digest(new)
         before = self._watched(self.config)
         self.config = new
-        self._configure(new)
-        if self.planner is not None:
+        if self._configure(new) and self.planner is not None:
             self.planner.start(now, None)  # a reload never catches up
         if self.on_reload is not None:
             self.on_reload(new)

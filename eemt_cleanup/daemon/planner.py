@@ -51,13 +51,15 @@ class SlotPlanner:
         self.fire_at = self.slot + timedelta(seconds=jitter_delay(self.jitter_seconds, self.rng))
 
     def due(self, now: datetime) -> Due | None:
-        """The slot whose time has come, once; the next one is armed after it, or after
-        ``now`` when the clock jumped past several (a suspended machine: one slot, not a
-        burst)."""
+        """The slot whose time has come, once, and the next one armed after it. When the
+        clock jumped past several (a suspended machine), the latest of them: one run, not a
+        burst."""
         if self.fire_at is None or self.slot is None or now < self.fire_at:
             return None
-        slot = self.slot
-        self._arm_after(max(slot, self.schedule.previous_at_or_before(now)))
+        # The latest slot that has passed: after a jump over several, that one (the slot
+        # recorded, so a restart right after catches nothing up again).
+        slot = max(self.slot, self.schedule.previous_at_or_before(now))
+        self._arm_after(slot)
         return Due(slot)
 
     def seconds_until_fire(self, now: datetime) -> float | None:

@@ -1,9 +1,10 @@
 """The daemon's record of what it decided (``cleanup_schedule``, append-only).
 
-One row per scheduled slot handled — ``ran``, ``skipped`` (a run, from anywhere, held the
-lock), ``caught_up`` (a slot missed while the daemon was down, run once at start) — and per
-disk-pressure run. Catch-up compares the latest scheduled slot recorded here with the
-schedule; order is the row id, never the stored time (a clock that steps back must not
+Per scheduled slot: ``started`` (its run started), ``caught_up`` (a slot missed while the
+daemon was down, started at start), ``skipped`` (a run, from anywhere, held the lock, or the
+daemon's own run was still going), then ``finished`` with the run id and exit code. Pressure
+runs (trigger ``disk_pressure``) the same, without a slot. Catch-up compares the latest
+scheduled slot recorded here with the schedule; order is the row id, never the stored time (a clock that steps back must not
 reorder the history).
 """
 

@@ -615,3 +615,29 @@ def test_the_daemon_sends_the_notice_and_metrics_of_its_child_once(
     metrics = (base.path / "metrics" / "eemt.prom").read_text()
     assert "eemt_cleanup_runs_total 1.0" in metrics
     assert 'eemt_cleanup_runs_by_trigger_total{trigger="schedule"} 1.0' in metrics
+
+
+def test_a_reload_between_a_slot_and_its_jittered_start_keeps_the_slot(base: DemoBase) -> None:
+    import random
+
+    config = write_config(base, SCHEDULE_2AM + "  jitter: 10m\n")
+    clock = FakeClock(DAY1.replace(hour=1))
+    spawner = Spawner()
+    daemon = daemon_for(config, clock, spawner, rng=random.Random(3))
+    try:
+        daemon.start()
+        assert daemon.planner is not None and daemon.planner.fire_at is not None
+        fire_at = daemon.planner.fire_at
+        assert fire_at > DAY1.replace(hour=2)
+        clock.at(DAY1.replace(hour=2))  # the slot has come, its delay not yet
+        config.write_text(config.read_text() + "performance:\n  batch_size: 50\n")
+        daemon.request_reload()
+        daemon.step()
+        assert daemon.config.settings.performance.batch_size == 50
+        assert daemon.planner.fire_at == fire_at  # same schedule: the same armed start
+        clock.at(fire_at)
+        daemon.step()
+        assert spawner.triggers() == ["schedule"]
+        settle(daemon)
+    finally:
+        daemon.shutdown()
