@@ -142,6 +142,15 @@ TriggerOption = Annotated[
     ),
 ]
 
+ReportsOption = Annotated[
+    bool,
+    typer.Option(
+        "--reports/--no-reports",
+        help="After a real run: the usage sample, alerts, metrics textfile and notices "
+        "(--no-reports: the caller does them, as eemt-cleanup daemon does).",
+    ),
+]
+
 
 def check_run_flags(
     *, quiet: bool, verbose: bool, events: str | None, json_output: bool = False

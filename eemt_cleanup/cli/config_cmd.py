@@ -22,6 +22,7 @@ from eemt_cleanup.cli.common import (
     JobsOption,
     JsonOption,
     QuietOption,
+    ReportsOption,
     ResultsOption,
     RunLimitOption,
     SuccessRetentionOption,
@@ -83,6 +84,7 @@ def show(
     debug: DebugOption = False,
     events: EventsOption = None,
     trigger: TriggerOption = DEFAULT_TRIGGER,
+    reports: ReportsOption = True,
 ) -> None:
     """The effective value of every key and where it came from (default, file, env, flag).
 
@@ -132,6 +134,7 @@ def show(
         "run.quiet": (quiet or None, "--quiet"),
         "run.events": (events, "--events"),
         "run.trigger": (None if trigger == DEFAULT_TRIGGER else trigger, "--trigger"),
+        "run.reports": (None if reports else False, "--no-reports"),
     }
     run_options = [
         {"key": key, "value": value, "source": f"flag {flag}"}

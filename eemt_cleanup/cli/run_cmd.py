@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 
@@ -23,6 +23,7 @@ from eemt_cleanup.cli.common import (
     JobsOption,
     JsonOption,
     QuietOption,
+    ReportsOption,
     ResultsOption,
     RunLimitOption,
     SuccessRetentionOption,
@@ -78,14 +79,7 @@ def run(
     debug: DebugOption = False,
     events: EventsOption = None,
     trigger: TriggerOption = "cli",
-    reports: Annotated[
-        bool,
-        typer.Option(
-            "--reports/--no-reports",
-            help="After a real run: the usage sample, alerts, metrics textfile and notices "
-            "(--no-reports: the caller does them, as eemt-cleanup daemon does).",
-        ),
-    ] = True,
+    reports: ReportsOption = True,
 ) -> None:
     from eemt_cleanup.config.loader import load_config
     from eemt_cleanup.engine import RunOptions

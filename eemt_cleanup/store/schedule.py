@@ -4,8 +4,8 @@ Per scheduled slot: ``started`` (its run started), ``caught_up`` (a slot missed 
 daemon was down, started at start), ``skipped`` (a run, from anywhere, held the lock, or the
 daemon's own run was still going), then ``finished`` with the run id and exit code. Pressure
 runs (trigger ``disk_pressure``) the same, without a slot. Catch-up compares the latest
-scheduled slot recorded here with the schedule; order is the row id, never the stored time (a clock that steps back must not
-reorder the history).
+scheduled slot recorded here with the schedule; order is the row id, never the stored
+time (a clock that steps back must not reorder the history).
 """
 
 from __future__ import annotations

@@ -65,6 +65,8 @@ STATUS_KEYS = {
     "notifications",
     "metrics",
     "report_problems",
+    # The daemon's schedule (issue #11): next scheduled run, last slot.
+    "schedule",
 }
 
 
