@@ -14,7 +14,14 @@ import typer
 import typer.main
 
 from eemt_cleanup import __version__
-from eemt_cleanup.cli import info_cmds, metrics_cmd, notify_cmd, report_cmd, run_cmd
+from eemt_cleanup.cli import (
+    info_cmds,
+    metrics_cmd,
+    notify_cmd,
+    report_cmd,
+    run_cmd,
+    serve_cmd,
+)
 from eemt_cleanup.cli.common import examples
 from eemt_cleanup.cli.config_cmd import config_app
 from eemt_cleanup.cli.streams import guard_standard_streams
@@ -56,6 +63,7 @@ app.command("audit", epilog=info_cmds.AUDIT_EPILOG)(info_cmds.audit)
 app.command("metrics", epilog=metrics_cmd.METRICS_EPILOG)(metrics_cmd.metrics)
 app.command("notify", epilog=notify_cmd.NOTIFY_EPILOG)(notify_cmd.notify)
 app.command("report", epilog=report_cmd.REPORT_EPILOG)(report_cmd.report)
+app.command("serve", epilog=serve_cmd.SERVE_EPILOG)(serve_cmd.serve)
 app.add_typer(config_app, name="config")
 
 
