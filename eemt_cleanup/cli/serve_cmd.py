@@ -108,7 +108,16 @@ def serve(
     from eemt_cleanup.http.api import create_app
 
     app = create_app(config, tokens=tokens, **overrides)  # raises ConfigError now
-    _start_logging(eemt_cleanup.load_config(config, **overrides), debug)
+    loaded = eemt_cleanup.load_config(config, **overrides)
+    # What every request would stumble on is said now, in one line, before listening (a
+    # router mounted in the web interface may start before the database exists; this
+    # server has no such excuse).
+    from eemt_cleanup.site import check_roots
+    from eemt_cleanup.store.db import check_database_path
+
+    check_database_path(loaded.roots.database)
+    check_roots(loaded)
+    _start_logging(loaded, debug)
     import logging
 
     logger = logging.getLogger("eemt_cleanup")

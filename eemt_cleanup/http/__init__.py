@@ -15,7 +15,7 @@ this package does not import FastAPI either; the functions below do, when called
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,9 +37,15 @@ class ApiUnavailable(ConfigError):
 
 def missing_packages(*, server: bool = False) -> list[str]:
     """The packages of the ``[api]`` extra that cannot be imported (``server``: uvicorn
-    too, which only ``serve`` needs)."""
-    wanted = ["fastapi", *(["uvicorn"] if server else [])]
-    return [name for name in wanted if importlib.util.find_spec(name) is None]
+    too, which only ``serve`` needs). Imported to know: one that is there but broken is
+    missing too."""
+    missing = []
+    for name in ["fastapi", *(["uvicorn"] if server else [])]:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    return missing
 
 
 def require_api(*, server: bool = False) -> None:

@@ -730,9 +730,13 @@ def create_router(
     return router
 
 
-def runs_of(router: APIRouter) -> RunManager:
-    """The RunManager of a router made by :func:`create_router` (e.g. to stop its runs when
-    the host app shuts down: ``runs_of(router).stop_all(timeout=60)``)."""
+def runs_of(router: APIRouter | FastAPI) -> RunManager:
+    """The RunManager of a router made by :func:`create_router`, or of an app made by
+    :func:`create_app` (e.g. to stop its runs when the host app shuts down:
+    ``runs_of(router).stop_all(timeout=60)``)."""
+    if isinstance(router, FastAPI):
+        runs: RunManager = router.state.eemt_cleanup_runs
+        return runs
     api: CleanupApi = router.eemt_cleanup  # type: ignore[attr-defined]
     return api.runs
 
@@ -765,6 +769,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.include_router(router)
+    app.state.eemt_cleanup_runs = runs_of(router)
     return app
 
 

@@ -94,30 +94,35 @@ def check_secret(secret: str, where: str) -> bytes:
 
 def parse_token_file(text: str, where: str) -> list[Token]:
     """The tokens of a token file's ``text`` (``where`` names it in errors)."""
+    lines = [
+        (number, raw.strip())
+        for number, raw in enumerate(text.splitlines(), start=1)
+        if raw.strip() and not raw.strip().startswith("#")
+    ]
+    if not lines:
+        raise ConfigError(f"{where}: no token in the file")
+    if len(lines) > 1 and any(":" not in line for _, line in lines):
+        raise ConfigError(
+            f"{where}: with several tokens, give each line as NAME:TOKEN (a bare token is "
+            "only for a file of one)"
+        )
     tokens: list[Token] = []
-    bare = 0
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
+    for number, line in lines:
         place = f"{where}, line {number}"
+        name, secret = BARE_TOKEN_NAME, line
         if ":" in line:
             name, secret = (part.strip() for part in line.split(":", 1))
             if not _NAME.fullmatch(name):
                 raise ConfigError(
                     f"{place}: a token's name is 1-64 letters, digits, '.', '_' or '-' (NAME:TOKEN)"
                 )
-        else:
-            bare += 1
-            name, secret = BARE_TOKEN_NAME, line
-        tokens.append(Token(name, check_secret(secret, place)))
-    if bare and len(tokens) > 1:
-        raise ConfigError(
-            f"{where}: with several tokens, give each line as NAME:TOKEN (a bare token is "
-            "only for a file of one)"
-        )
-    if not tokens:
-        raise ConfigError(f"{where}: no token in the file")
+        token = Token(name, check_secret(secret, place))
+        for earlier in tokens:
+            if earlier.name == token.name:
+                raise ConfigError(f"{place}: the name {name!r} is given twice")
+            if earlier.secret == token.secret:
+                raise ConfigError(f"{place}: the same token as {earlier.name!r}")
+        tokens.append(token)
     return tokens
 
 
@@ -127,19 +132,25 @@ def read_token_file(path: str | Path) -> list[Token]:
     could then add a token of their own), or holds no valid token."""
     where = f"--token-file {path}"
     try:
-        # Followed when a symlink: a Kubernetes secret volume is made of them.
-        with open(path, "rb") as file:
-            info = os.fstat(file.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise ConfigError(f"{where}: not a regular file")
-            if info.st_mode & stat.S_IWOTH:
-                raise ConfigError(
-                    f"{where}: anyone may write it (mode {stat.S_IMODE(info.st_mode):04o}); "
-                    "chmod o-w it"
-                )
-            data = file.read(MAX_TOKEN_FILE_BYTES + 1)
+        # Followed when a symlink (a Kubernetes secret volume is made of them); opened
+        # without blocking, so a FIFO planted there is refused, not waited on.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as error:
         raise ConfigError(f"{where}: cannot read it: {error.strerror or error}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"{where}: not a regular file")
+        if info.st_mode & stat.S_IWOTH:
+            raise ConfigError(
+                f"{where}: anyone may write it (mode {stat.S_IMODE(info.st_mode):04o}); "
+                "chmod o-w it"
+            )
+        data = os.read(fd, MAX_TOKEN_FILE_BYTES + 1)
+    except OSError as error:
+        raise ConfigError(f"{where}: cannot read it: {error.strerror or error}") from None
+    finally:
+        os.close(fd)
     if len(data) > MAX_TOKEN_FILE_BYTES:
         raise ConfigError(f"{where}: larger than {MAX_TOKEN_FILE_BYTES // 1024} KiB")
     try:
