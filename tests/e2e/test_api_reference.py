@@ -18,6 +18,8 @@ from conftest import DemoBase, guarded_env
 
 pytestmark = pytest.mark.e2e
 
+README = Path(__file__).resolve().parents[2] / "README.md"
+
 AUTH = f"Authorization: Bearer {TOKEN}"
 
 # The reference's "Usage Examples", each with the token header added (and the port).
@@ -174,16 +176,23 @@ def test_the_reference_python_client_previews_then_starts_the_run(
     assert status["result"]["cleaned_jobs"] == {"successful": 9, "failed": 2}
 
 
-def test_the_reference_python_client_with_wait_true_prints_the_completed_run(
+def readme_python_client() -> str:
+    """The Python client of README.md's "HTTP API" section."""
+    text = README.read_text()
+    section = text[text.index("## HTTP API") :]
+    section = section[: section.index("\n## ", 1)]
+    start = section.index("```python\nimport os")
+    return section[start + len("```python\n") : section.index("```", start + 3)]
+
+
+def test_the_readme_python_client_with_wait_true_prints_the_completed_run(
     served: Served, tmp_path: Path
 ) -> None:
     pytest.importorskip("requests")
-    waiting = PYTHON_EXAMPLE.replace(
-        'f"{base_url}/api/cleanup",', 'f"{base_url}/api/cleanup?wait=true",'
-    )
-    assert waiting != PYTHON_EXAMPLE
+    source = readme_python_client()
+    assert 'f"{base_url}/api/cleanup?wait=true"' in source
 
-    out = run_python(served, tmp_path, waiting).splitlines()
+    out = run_python(served, tmp_path, source).splitlines()
 
     assert out[0] == "Cleanup preview:"
     assert out[4:8] == [
