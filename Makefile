@@ -50,6 +50,7 @@ demo: compile
 	@echo "The demo base directory is $(DEMO_DIR) (log: $(DEMO_DIR)/logs/cleanup.log)."
 
 test: $(VENV)/.installed
+	scripts/ensure_browser.sh
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed

@@ -66,7 +66,7 @@ RETRY_AFTER_SECONDS = 30
 CLEANUP_QUERY = frozenset({"dry_run", "success_retention_days", "failed_retention_hours", "wait"})
 RUN_ROUTE = "eemt_cleanup_run"
 
-_bearer = HTTPBearer(
+bearer_scheme = HTTPBearer(
     auto_error=False,
     scheme_name="AdminToken",
     description="An admin token: EEMT_CLEANUP_API_TOKEN, or a line of the server's token file.",
@@ -564,7 +564,7 @@ def create_router(
     # Async: it does no I/O, so it runs on the loop (a plain def would take a thread).
     async def admin_caller(
         request: Request,
-        credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
+        credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
     ) -> Caller:
         return api.caller(request, credentials)
 
