@@ -51,6 +51,7 @@ demo: compile
 
 test: $(VENV)/.installed
 	scripts/ensure_test_tools.sh
+	scripts/ensure_browser.sh
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed

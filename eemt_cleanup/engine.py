@@ -88,6 +88,9 @@ class RunOptions:
     limit: int | None = None
     size_threshold: int | None = None
     trigger: str = "cli"
+    # Who asked, as recorded in the run log's and the audit's ``user`` (e.g. the HTTP API's
+    # ``api:<token name>@<client address>``); None: the account the process runs as.
+    user: str | None = None
 
 
 class StopFlag(threading.Event):
@@ -190,7 +193,7 @@ class _Engine:
             if config.force_dry_run and not options.dry_run
             else None,
         )
-        self.user = _current_user()
+        self.user = options.user or _current_user()
         self.selected: set[str] | None = None
         self.deferred: set[str] = set()
         self._claimed_uploads: set[str] = set()

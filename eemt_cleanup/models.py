@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_serializer
+from typing_extensions import TypedDict
 
 from eemt_cleanup.humanize_size import human_size
 from eemt_cleanup.timeparse import format_utc
@@ -64,6 +65,22 @@ class Outcome(enum.StrEnum):
     STOPPED = "stopped"  # asked to stop (a signal, or the caller's stop flag)
 
 
+class JobDetailJson(TypedDict):
+    """An entry of ``details`` as serialised, in this key order (the return type of
+    :meth:`JobDetail._in_order`: what JSON schemas, such as the HTTP API's OpenAPI
+    document, show for it)."""
+
+    job_id: str
+    status: str
+    age_days: float | None
+    bytes_freed: int
+    space_freed: str
+    files_deleted: int
+    paths: list[str]
+    kept: list[str]
+    errors: list[str]
+
+
 class JobDetail(BaseModel):
     """One job cleaned (or, in a dry run, that would be): an entry of ``details``."""
 
@@ -79,7 +96,7 @@ class JobDetail(BaseModel):
     errors: list[str] = Field(default_factory=list)
 
     @model_serializer(mode="wrap")
-    def _in_order(self, handler: Any) -> dict[str, Any]:
+    def _in_order(self, handler: Any) -> JobDetailJson:
         data: dict[str, Any] = handler(self)
         return {
             "job_id": data["job_id"],

@@ -14,7 +14,15 @@ import typer
 import typer.main
 
 from eemt_cleanup import __version__
-from eemt_cleanup.cli import daemon_cmd, info_cmds, metrics_cmd, notify_cmd, report_cmd, run_cmd
+from eemt_cleanup.cli import (
+    daemon_cmd,
+    info_cmds,
+    metrics_cmd,
+    notify_cmd,
+    report_cmd,
+    run_cmd,
+    serve_cmd,
+)
 from eemt_cleanup.cli.common import examples
 from eemt_cleanup.cli.config_cmd import config_app
 from eemt_cleanup.cli.streams import guard_standard_streams
@@ -62,6 +70,7 @@ app.command("daemon", help=daemon_cmd.DAEMON_HELP, epilog=daemon_cmd.DAEMON_EPIL
 )
 app.command("schedule", epilog=daemon_cmd.SCHEDULE_EPILOG)(daemon_cmd.schedule)
 app.command("health", epilog=daemon_cmd.HEALTH_EPILOG)(daemon_cmd.health)
+app.command("serve", epilog=serve_cmd.SERVE_EPILOG)(serve_cmd.serve)
 app.add_typer(config_app, name="config")
 
 

@@ -57,6 +57,20 @@ def draw_chart(
     Raises ChartUnavailable without matplotlib, ConfigError when ``target`` cannot be
     written (its directory missing, not writable, or ``target`` a directory).
     """
+    _save(_figure(report, size), target)
+
+
+def chart_png(report: CapacityReport, *, size: tuple[int, int] = DEFAULT_SIZE) -> bytes:
+    """``report`` drawn as PNG bytes, in memory (the admin page shows it inline). Raises
+    ChartUnavailable without matplotlib."""
+    import io
+
+    buffer = io.BytesIO()
+    _figure(report, size).savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()
+
+
+def _figure(report: CapacityReport, size: tuple[int, int]) -> Any:
     load_matplotlib()
     from matplotlib.figure import Figure
 
@@ -68,7 +82,7 @@ def draw_chart(
     _date_axis(freed)
     figure.suptitle(TITLE, fontsize=15, fontweight="bold")
     storage.set_title(_subtitle(report.projection, width), fontsize=10)
-    _save(figure, target)
+    return figure
 
 
 def _draw_storage(axes: Any, report: CapacityReport) -> None:
@@ -257,4 +271,11 @@ def _save(figure: Any, target: Path) -> None:
         raise ConfigError(f"--png {target}: cannot write there ({error.strerror})") from None
 
 
-__all__ = ["DEFAULT_SIZE", "MISSING_HINT", "ChartUnavailable", "draw_chart", "load_matplotlib"]
+__all__ = [
+    "DEFAULT_SIZE",
+    "MISSING_HINT",
+    "ChartUnavailable",
+    "chart_png",
+    "draw_chart",
+    "load_matplotlib",
+]

@@ -244,6 +244,18 @@ def recent_runs(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
     return _dicts(conn.execute(f"SELECT * FROM {LOG_TABLE} ORDER BY id DESC LIMIT ?", (limit,)))
 
 
+def run_row(conn: sqlite3.Connection, run_id: str) -> dict[str, Any] | None:
+    """The run-log row of ``run_id`` (None: no such run, or no run log yet)."""
+    if not _has_table(conn, LOG_TABLE):
+        return None
+    rows = _dicts(
+        conn.execute(
+            f"SELECT * FROM {LOG_TABLE} WHERE run_id = ? ORDER BY id DESC LIMIT 1", (run_id,)
+        )
+    )
+    return rows[0] if rows else None
+
+
 def audit_rows(
     conn: sqlite3.Connection,
     *,
