@@ -172,25 +172,20 @@ def daemon(
         close_logging()  # a reload may name another log file or level
         configure_logging(mode, log_file)
 
-    first = load()
-    set_up_logging(first)
-    configs = iter([first])
-
-    def load_again() -> LoadedConfig:
-        return next(configs, None) or load()
-
-    engine = Daemon(
-        load_again,
-        health_file=Path(health_file) if health_file else None,
-        stop_timeout=stop_timeout,
-        on_reload=set_up_logging,
-    )
+    # The handlers come first: a signal during start-up is kept and acted on once the
+    # daemon exists (they only set flags, never take a lock).
+    engines: list[Any] = []
+    early: list[int] = []
 
     def on_stop(number: int, _frame: FrameType | None) -> None:
-        engine.request_stop()
+        if engines:
+            engines[0].request_stop()
+        else:
+            early.append(number)
 
     def on_hup(_number: int, _frame: FrameType | None) -> None:
-        engine.request_reload()
+        if engines:
+            engines[0].request_reload()
 
     previous = {
         signal.SIGTERM: signal.signal(signal.SIGTERM, on_stop),
@@ -198,6 +193,22 @@ def daemon(
         signal.SIGHUP: signal.signal(signal.SIGHUP, on_hup),
     }
     try:
+        first = load()
+        set_up_logging(first)
+        configs = iter([first])
+
+        def load_again() -> LoadedConfig:
+            return next(configs, None) or load()
+
+        engine = Daemon(
+            load_again,
+            health_file=Path(health_file) if health_file else None,
+            stop_timeout=stop_timeout,
+            on_reload=set_up_logging,
+        )
+        engines.append(engine)
+        if early:
+            engine.request_stop()
         code = engine.run_forever()
     finally:
         for number, handler in previous.items():

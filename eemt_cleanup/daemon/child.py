@@ -29,8 +29,8 @@ from eemt_cleanup.report.escape import printable
 
 log = logging.getLogger("eemt_cleanup.daemon")
 
-# Lines longer than this from the child are cut (a run's event lines are far shorter; the
-# run_finished line of a big run is the longest, about 1 KiB per job listed).
+# Lines longer than this from the child are skipped, never held whole (a run's event lines
+# are far shorter; the run_finished line of a big run is the longest, about 1 KiB per job).
 MAX_LINE = 64 * 1024 * 1024
 
 
@@ -163,8 +163,18 @@ class ChildRun:
     def read_events(self) -> ChildResult:
         """Read the child's events until it closes stdout, then wait for it. Blocks."""
         assert self.process.stdout is not None
-        for raw in self.process.stdout:
-            line = raw[:MAX_LINE].strip()
+        stdout = self.process.stdout
+        while True:
+            raw = stdout.readline(MAX_LINE)
+            if not raw:
+                break
+            if not raw.endswith(b"\n") and len(raw) >= MAX_LINE:
+                # A line longer than the bound: skip the rest of it, never hold it all.
+                while (rest := stdout.readline(MAX_LINE)) and not rest.endswith(b"\n"):
+                    pass
+                self.on_line(f"(a line of the run's output over {MAX_LINE} bytes was skipped)")
+                continue
+            line = raw.strip()
             if not line:
                 continue
             try:
@@ -183,11 +193,14 @@ class ChildRun:
                 log.exception("relaying an event of the run failed")
         self.result.exit_code = self.process.wait()
         self._err_thread.join(timeout=10)
+        for pipe in (self.process.stdout, self.process.stderr):
+            with contextlib.suppress(OSError):
+                pipe.close()  # type: ignore[union-attr]
         return self.result
 
     def _read_stderr(self) -> None:
         assert self.process.stderr is not None
-        for raw in self.process.stderr:
+        for raw in iter(lambda: self.process.stderr.readline(MAX_LINE), b""):  # type: ignore[union-attr]
             text = printable(
                 raw[:MAX_LINE].decode("utf-8", "replace").rstrip("\r\n"), backslashes=False
             )

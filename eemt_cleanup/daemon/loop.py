@@ -46,6 +46,8 @@ HEARTBEAT_SECONDS = 15.0
 STOP_TIMEOUT_SECONDS = 60.0
 # File events wake a free-space check at most this often.
 HINT_MIN_SECONDS = 1.0
+# The longest the loop waits without looking at the flags its signal handlers set.
+SIGNAL_POLL_SECONDS = 1.0
 EXIT_LOCKED = 75
 
 
@@ -124,12 +126,13 @@ class Daemon:
         self.wake = threading.Event()
         self.stop = threading.Event()
         self.reload_requested = False
+        self._stop_signals = 0
         self._config_hint = threading.Event()
         self._disk_hint = threading.Event()
         self._digest = self._config_digest(self.config)
         self._refused_digest: str | None = None
         self.active: ActiveRun | None = None
-        self.finished: list[ActiveRun] = []
+        self.last_finished: ActiveRun | None = None
         # Private (0700): the children's config snapshots.
         self._private = Path(tempfile.mkdtemp(prefix="eemt-cleanup-daemon-", dir=work_dir))
         self._last_pressure_check: datetime | None = None
@@ -138,6 +141,7 @@ class Daemon:
         self._health_warned = False
         self._record_warned = False
         self._hints: Any = None
+        self._shut_down = False
         self.planner: SlotPlanner | None = None
         self.gate: PressureGate | None = None
         self._configure(self.config)
@@ -213,17 +217,32 @@ class Daemon:
 
     @staticmethod
     def _config_digest(config: LoadedConfig) -> str | None:
+        """A fingerprint of the config file's content, read like the loader reads it: a
+        regular file only (a FIFO planted there must not block the loop), bounded."""
+        import stat
+
+        from eemt_cleanup.config.loader import MAX_CONFIG_BYTES
+
         if config.config_file is None:
             return None
         try:
-            return hashlib.sha256(config.config_file.read_bytes()).hexdigest()
+            fd = os.open(config.config_file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:
             return None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return "not a regular file"
+            data = os.read(fd, MAX_CONFIG_BYTES + 1)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        return hashlib.sha256(data).hexdigest()
 
     def request_reload(self) -> None:
-        """SIGHUP: read the config again, even if it looks unchanged."""
+        """SIGHUP (from a signal handler: a plain assignment): read the config again, even
+        if it looks unchanged."""
         self.reload_requested = True
-        self.wake.set()
 
     def _maybe_reload(self, now: datetime) -> None:
         forced = self.reload_requested
@@ -243,7 +262,9 @@ class Daemon:
             )
             return
         self._refused_digest = None
-        self._digest = self._config_digest(new)
+        # The content judged before loading: an edit made meanwhile is seen at the next
+        # check (at worst one reload too many, never one lost).
+        self._digest = current
         before = self._watched(self.config)
         self.config = new
         if self._configure(new) and self.planner is not None:
@@ -352,27 +373,48 @@ class Daemon:
         return max(0.0, min(waits))
 
     def run_forever(self) -> int:
-        """Run until :attr:`stop` is set; then stop the child in a bounded time. Returns 0."""
-        self.start()
-        while not self.stop.is_set():
-            seconds = self.step()
-            self.wake.clear()
-            if self.stop.is_set():
-                break
-            if not (self.reload_requested or self._config_hint.is_set()):
-                self.clock.wait(self.wake, seconds)
-        self.shutdown()
+        """Run until a stop is asked for; then stop the child in a bounded time. Returns 0.
+
+        An unexpected error in one pass is logged and the loop goes on (a daemon that dies
+        leaves its running child unwatched)."""
+        try:
+            self.start()
+            while not self._stopping():
+                # Cleared before the pass: a wake-up during it (a child that ended, a file
+                # event) makes the next wait return at once instead of being lost.
+                self.wake.clear()
+                try:
+                    seconds = self.step()
+                except Exception:
+                    log.exception("unexpected error in the daemon loop; carrying on")
+                    seconds = HEARTBEAT_SECONDS
+                if self._stopping():
+                    break
+                if not (self.reload_requested or self._config_hint.is_set()):
+                    # Signal handlers only set flags (never an Event: its lock is not
+                    # reentrant), so the wait is cut into short slices that look at them.
+                    self.clock.wait(self.wake, min(seconds, SIGNAL_POLL_SECONDS))
+        finally:
+            self.shutdown()
         return 0
 
+    def _stopping(self) -> bool:
+        if self._stop_signals and not self.stop.is_set():
+            self.stop.set()
+        return self.stop.is_set()
+
     def request_stop(self) -> None:
-        if self.stop.is_set() and self.active is not None:
-            # A second signal: stop the child now (the next run finishes its books).
-            log.warning("second signal: stopping the run now")
+        """From a signal handler: plain assignments only. A second request stops the
+        running child at once (the next run finishes its books)."""
+        self._stop_signals += 1
+        if self._stop_signals > 1 and self.active is not None:
             self.active.child.kill()
-        self.stop.set()
-        self.wake.set()
 
     def shutdown(self) -> None:
+        if self._shut_down:
+            return
+        self._shut_down = True
+        self.stop.set()  # the running notices go out without retries
         active = self.active
         if active is not None and active.thread.is_alive():
             log.info(
@@ -432,9 +474,16 @@ class Daemon:
             )
             return f"locked: {holder}"
         self._record(start_row)
-        snapshot = snapshot_settings(self.config, self._private)
+        try:
+            snapshot = snapshot_settings(self.config, self._private)
+        except OSError as error:
+            # The temporary directory's filesystem may be the full one.
+            why = f"could not write the config snapshot: {error.strerror or error}"
+            log.error("the %s run failed: %s", request.trigger, why)
+            return why
         outlets = None
-        if self.config.settings.reports_wanted:
+        if self.config.settings.reports_wanted and not self.config.force_dry_run:
+            # Like run: a dry run sends nothing and writes no metrics.
             from eemt_cleanup.outlets import Outlets
 
             outlets = Outlets(self.config, self.stop)
@@ -484,6 +533,8 @@ class Daemon:
         code = result.exit_code
         trigger = SCHEDULED if request.trigger == SCHEDULED else PRESSURE
         if code == EXIT_LOCKED and result.finished is None:
+            if request.trigger == PRESSURE and self.gate is not None:
+                self.gate.armed, self.gate.last_run_at = True, None  # it never ran
             detail = result.last_error_line or "another run holds the lock"
             log.info("the %s run did not start: %s", request.trigger, detail)
             self._record(
@@ -530,7 +581,7 @@ class Daemon:
         active = self.active
         if active is not None and not active.thread.is_alive():
             self.active = None
-            self.finished.append(active)
+            self.last_finished = active
 
     # -- disk pressure ---------------------------------------------------------------------
 
@@ -561,7 +612,7 @@ class Daemon:
         where = f"{reading.path}: {reading.free_percent:.1f}% free"
         if verdict is Verdict.RUN:
             if self.active is not None:
-                self._say_once(Verdict.COOLING, "disk pressure (%s), but a run is active", where)
+                self._say_once(Verdict.RUN, "disk pressure (%s), but a run is active", where)
                 return
             log.warning(
                 "disk pressure: %s, below %.1f%%: starting an early run",

@@ -641,3 +641,48 @@ def test_a_reload_between_a_slot_and_its_jittered_start_keeps_the_slot(base: Dem
         settle(daemon)
     finally:
         daemon.shutdown()
+
+
+def test_a_pressure_run_refused_by_the_lock_leaves_the_gate_open(base: DemoBase) -> None:
+    config = write_config(base, PRESSURE)
+    clock = FakeClock(DAY1)
+    spawner = Spawner()
+    spawner.code = 75  # cron took the lock between our look and the child's start
+    disk = Disk(base.path)
+    disk.free_percent = 5.0
+    daemon = daemon_for(config, clock, spawner, measure_disks=disk)
+    try:
+        daemon.start()
+        daemon.step()
+        settle(daemon)
+        spawner.code = 0
+        clock.at(DAY1 + timedelta(minutes=2))
+        daemon.step()  # it never ran: no cooldown, no hysteresis to wait for
+        assert spawner.triggers() == ["disk_pressure", "disk_pressure"]
+        settle(daemon)
+    finally:
+        daemon.shutdown()
+
+
+def test_a_fifo_planted_as_the_config_file_never_blocks_the_loop(base: DemoBase) -> None:
+    import os
+
+    config = write_config(base, SCHEDULE_2AM)
+    clock = FakeClock(DAY1)
+    daemon = daemon_for(config, clock, Spawner())
+    try:
+        daemon.start()
+        config.unlink()
+        os.mkfifo(config)
+        done = threading.Event()
+
+        def check() -> None:
+            clock.at(DAY1 + timedelta(seconds=HEARTBEAT_SECONDS + 1))
+            daemon.step()
+            done.set()
+
+        threading.Thread(target=check, daemon=True).start()
+        assert done.wait(30), "the loop blocked on a FIFO"
+        assert daemon.planner is not None  # the previous configuration stays
+    finally:
+        daemon.shutdown()
